@@ -1,0 +1,141 @@
+"""Command line: python -m facegan train | sample | report.
+
+A FaceGanError is printed as one line and the exit code is 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+
+import torch
+
+from facegan.errors import FaceGanError
+from facegan.train import TrainConfig, Trainer, generator_from_checkpoint, save_grid
+
+# Flags are TrainConfig's fields with dashes: one name for one idea everywhere.
+TRAIN_FLAGS = (
+    "data",
+    "image_size",
+    "epochs",
+    "batch_size",
+    "z_size",
+    "conv_dim",
+    "n_images",
+    "seed",
+    "device",
+    "precision",
+    "out",
+    "lr",
+    "beta1",
+    "beta2",
+    "n_samples",
+    "log_every",
+)
+FLAG_HELP = {
+    "data": '"synthetic" (built in), "celeba" (under data/), or a folder or .zip of images',
+    "image_size": "a power of two from 16 to 256",
+    "n_images": "use only the first N images (default: all real ones; 20000 synthetic)",
+    "device": "auto, cuda, mps or cpu",
+    "precision": "auto (bf16 on a GPU that has it, else fp32), fp32 or bf16",
+    "out": "the run folder",
+}
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("train", help="train a DCGAN; writes a run folder")
+    types = {f.name: f for f in fields(TrainConfig)}
+    for name in TRAIN_FLAGS:
+        default = types[name].default
+        kind = float if isinstance(default, float) else str if isinstance(default, str) else int
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=default,
+            help=FLAG_HELP.get(name, "")
+            if default is None
+            else f"{FLAG_HELP.get(name, '')} (default: {default})".strip(),
+        )
+    parser.add_argument("--smooth", action="store_true", help="real-label smoothing (0.9)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _add_sample(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("sample", help="draw a grid of faces from a checkpoint")
+    parser.add_argument("--checkpoint", required=True, help="runs/NAME/checkpoints/last.pt")
+    parser.add_argument("--n", type=int, default=64, help="how many faces (default: 64)")
+    parser.add_argument("--out", default="samples.png", help="PNG to write")
+    parser.add_argument("--seed", type=int, default=0, help="seed for z (default: 0)")
+
+
+def _add_report(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("report", help="run the notebook and export the HTML report")
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="a notebook parameter, e.g. -p EPOCHS 5 (repeatable)",
+    )
+    parser.add_argument("--out-dir", default="reports", help="where the report goes")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m facegan", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_train(commands)
+    _add_sample(commands)
+    _add_report(commands)
+    return parser
+
+
+def run_train(args: argparse.Namespace) -> None:
+    config = TrainConfig(**{name: getattr(args, name) for name in TRAIN_FLAGS}, smooth=args.smooth)
+    trainer = Trainer(config)
+    if args.resume:
+        trainer.resume()
+    history = trainer.fit(progress=not args.no_progress)
+    if history:
+        last = history[-1]
+        print(
+            f"step {last['step']}: d_loss {last['d_loss']:.3f}, g_loss {last['g_loss']:.3f}, "
+            f"D(x) {last['d_real']:.2f}, D(G(z)) {last['d_fake']:.2f}"
+        )
+    print(f"run folder: {trainer.run_dir}")
+
+
+def run_sample(args: argparse.Namespace) -> None:
+    if args.n < 1:
+        raise FaceGanError(f"--n must be at least 1, got {args.n}.")
+    generator = generator_from_checkpoint(args.checkpoint)
+    z = torch.randn(args.n, generator.z_size, generator=torch.Generator().manual_seed(args.seed))
+    with torch.no_grad():
+        save_grid(generator(z), args.out)
+    print(f"wrote {args.n} faces to {args.out}")
+
+
+def run_report(args: argparse.Namespace) -> None:
+    from facegan.report import make_report  # the notebook tooling is only needed here
+
+    path = make_report(dict(args.parameter), args.out_dir)
+    print(f"report: {path}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"train": run_train, "sample": run_sample, "report": run_report}
+    try:
+        handlers[args.command](args)
+    except FaceGanError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

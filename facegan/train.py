@@ -1,0 +1,477 @@
+"""Training: TrainConfig, the DCGAN step, and a Trainer with checkpoints and resume.
+
+A run lives in one folder:
+
+    runs/NAME/config.json         the settings, as given
+    runs/NAME/history.jsonl       one row per logging window: losses, D(x), D(G(z))
+    runs/NAME/samples/epoch_XXX.png  the fixed-z grid after each epoch
+    runs/NAME/checkpoints/last.pt    everything needed to resume exactly
+
+Sampling uses eval-mode BatchNorm (running statistics), so an image depends on its own z
+alone and a checkpoint loaded later draws the same faces.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.utils import save_image
+from tqdm.auto import tqdm
+
+from facegan.data import FaceDataset, epoch_order, load_faces, to_float
+from facegan.errors import CheckpointError, ConfigError, FaceGanError
+from facegan.losses import discriminator_loss, generator_loss
+from facegan.models import Generator, build_models, check_image_size, check_positive
+
+CHECKPOINT_FORMAT = 1
+DEVICES = ("auto", "cuda", "mps", "cpu")
+PRECISIONS = ("auto", "fp32", "bf16")
+# Fields that fix the shape of the networks: a resume must not change them.
+ARCHITECTURE_FIELDS = ("image_size", "z_size", "conv_dim")
+
+
+class TrainingDiverged(FaceGanError):
+    """A loss became NaN or infinite."""
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run. The CLI flags and notebook parameters use the same names."""
+
+    data: str = "synthetic"
+    image_size: int = 32
+    epochs: int = 10
+    batch_size: int = 128
+    z_size: int = 100
+    conv_dim: int = 64
+    n_images: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    out: str = "runs/default"
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    smooth: bool = False
+    n_samples: int = 64
+    log_every: int = 20
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first setting that cannot work."""
+        check_image_size(self.image_size)
+        for name in ("epochs", "batch_size", "z_size", "conv_dim", "n_samples", "log_every"):
+            check_positive(name, getattr(self, name))
+        if self.n_images is not None:
+            check_positive("n_images", self.n_images)
+        if self.device not in DEVICES:
+            raise ConfigError(f"device {self.device!r} is unknown: choose one of {DEVICES}.")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"precision {self.precision!r} is unknown: choose one of {PRECISIONS}."
+            )
+        if not (self.lr > 0 and 0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ConfigError(
+                f"Adam settings lr={self.lr}, betas=({self.beta1}, {self.beta2}) are out of "
+                "range: lr must be positive and each beta in [0, 1)."
+            )
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device: "auto" picks cuda, then mps, then cpu; others must exist here."""
+    if name not in DEVICES:
+        raise ConfigError(f"device {name!r} is unknown: choose one of {DEVICES}.")
+    has_mps = torch.backends.mps.is_available()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "device 'cuda' was asked for, but this machine has no CUDA GPU: "
+            "use --device auto or --device cpu."
+        )
+    if name == "mps" and not has_mps:
+        raise ConfigError(
+            "device 'mps' was asked for, but this machine has no Apple GPU: "
+            "use --device auto or --device cpu."
+        )
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32. "auto" is bf16 on a CUDA GPU that has it."""
+    if name not in PRECISIONS:
+        raise ConfigError(f"precision {name!r} is unknown: choose one of {PRECISIONS}.")
+    if name == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else None
+    return torch.bfloat16 if name == "bf16" else None
+
+
+def make_optimizers(
+    discriminator: nn.Module,
+    generator: nn.Module,
+    lr: float = 2e-4,
+    betas: tuple[float, float] = (0.5, 0.999),
+) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """Adam for each network, with the DCGAN paper's lr 2e-4 and beta1 0.5."""
+    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas)
+    g_optimizer = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
+    return d_optimizer, g_optimizer
+
+
+def train_step(
+    discriminator: nn.Module,
+    generator: nn.Module,
+    d_optimizer: torch.optim.Optimizer,
+    g_optimizer: torch.optim.Optimizer,
+    real_images: torch.Tensor,
+    z: torch.Tensor,
+    smooth: bool = False,
+    amp_dtype: torch.dtype | None = None,
+) -> dict[str, torch.Tensor]:
+    """One DCGAN update: a discriminator step, then a generator step on the same fakes.
+
+    Returns detached scalars d_loss, g_loss, d_real = mean D(x), d_fake = mean D(G(z)),
+    left on the device so that the caller decides when to pay for a host sync.
+    """
+    autocast = torch.autocast(real_images.device.type, amp_dtype, enabled=amp_dtype is not None)
+    with autocast:
+        fake_images = generator(z)
+        d_real = discriminator(real_images)
+        # detach: the discriminator's step must not push gradients into the generator.
+        d_fake = discriminator(fake_images.detach())
+        d_loss = discriminator_loss(d_real, d_fake, smooth)
+    d_optimizer.zero_grad(set_to_none=True)
+    d_loss.backward()
+    d_optimizer.step()
+
+    with autocast:
+        g_loss = generator_loss(discriminator(fake_images))
+    g_optimizer.zero_grad(set_to_none=True)
+    g_loss.backward()
+    g_optimizer.step()
+    return {
+        "d_loss": d_loss.detach(),
+        "g_loss": g_loss.detach(),
+        "d_real": torch.sigmoid(d_real.detach().float()).mean(),
+        "d_fake": torch.sigmoid(d_fake.detach().float()).mean(),
+    }
+
+
+def save_atomic(obj: object, path: Path) -> None:
+    """torch.save to a temp file, fsync, then rename: a crash leaves the old file whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(
+            f"could not write checkpoint {path} ({err.strerror or err}); the previous "
+            "checkpoint, if any, is untouched. Free some disk space or choose another --out."
+        ) from err
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint safely (weights_only: no code in it can run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist: train first, or check the path.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt or unsafe files
+        raise CheckpointError(
+            f"checkpoint {path} could not be read ({type(err).__name__}); it is damaged, "
+            "unsafe, or not a facegan checkpoint."
+        ) from err
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a facegan checkpoint (format {CHECKPOINT_FORMAT}).")
+    return state
+
+
+def generator_from_checkpoint(path: str | os.PathLike) -> Generator:
+    """The trained generator of a checkpoint, in eval mode, on the CPU."""
+    state = load_checkpoint(path)
+    config = state["config"]
+    generator = Generator(config["z_size"], config["conv_dim"], config["image_size"])
+    generator.load_state_dict(state["generator"])
+    return generator.eval()
+
+
+@torch.no_grad()
+def sample_images(generator: Generator, z: torch.Tensor) -> torch.Tensor:
+    """Images G(z) in [-1, 1] with eval-mode BatchNorm; the generator's mode is restored."""
+    was_training = generator.training
+    generator.eval()
+    try:
+        return generator(z).float()
+    finally:
+        generator.train(was_training)
+
+
+def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int = 8) -> None:
+    """Write images in [-1, 1] as one PNG grid."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_image(images.cpu(), path, nrow=nrow, normalize=True, value_range=(-1, 1))
+
+
+class Trainer:
+    """Trains one run. `fit()` returns the history; Ctrl-C saves and returns early."""
+
+    def __init__(self, config: TrainConfig, dataset: FaceDataset | None = None) -> None:
+        config.validate()
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.amp_dtype = resolve_precision(config.precision, self.device)
+        self.run_dir = Path(config.out)
+        self.dataset = dataset or load_faces(
+            config.data, config.image_size, config.n_images, config.seed
+        )
+        if self.dataset.image_size != config.image_size:
+            raise ConfigError(
+                f"the dataset holds {self.dataset.image_size} px images but "
+                f"image_size is {config.image_size}."
+            )
+        self.steps_per_epoch = len(self.dataset) // config.batch_size
+        if self.steps_per_epoch == 0:
+            raise ConfigError(
+                f"batch_size {config.batch_size} is larger than the dataset "
+                f"({len(self.dataset)} images): lower --batch-size."
+            )
+        torch.manual_seed(config.seed)
+        self.discriminator, self.generator = build_models(
+            config.z_size, config.conv_dim, config.image_size
+        )
+        self.discriminator.to(self.device)
+        self.generator.to(self.device)
+        self.d_optimizer, self.g_optimizer = make_optimizers(
+            self.discriminator, self.generator, config.lr, (config.beta1, config.beta2)
+        )
+        # z comes from its own generator so that its state can be saved and resumed.
+        self.z_rng = torch.Generator().manual_seed(config.seed)
+        self.fixed_z = torch.randn(config.n_samples, config.z_size, generator=self.z_rng)
+        # A copy in memory: batches are then drawn by index with no decoding and no disk reads.
+        self.images = torch.from_numpy(np.array(self.dataset.images)).to(self.device)
+        self.epoch = 0  # epochs completed
+        self.batch_in_epoch = 0  # batches of the current epoch already trained
+        self.step = 0
+        self.history: list[dict] = []
+        self.window: list[dict[str, torch.Tensor]] = []  # step stats not yet logged
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    def state_dict(self) -> dict:
+        """Everything that a resume needs, as tensors and plain data only."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": asdict(self.config),
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "g_optimizer": self.g_optimizer.state_dict(),
+            "d_optimizer": self.d_optimizer.state_dict(),
+            "fixed_z": self.fixed_z,
+            "z_rng": self.z_rng.get_state(),
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "step": self.step,
+            "history_len": len(self.history),
+            "window": [{k: v.cpu() for k, v in stats.items()} for stats in self.window],
+        }
+
+    def save_checkpoint(self) -> Path:
+        save_atomic(self.state_dict(), self.checkpoint_path)
+        return self.checkpoint_path
+
+    def resume(self) -> None:
+        """Load the run folder's last checkpoint; history rows written after it are dropped."""
+        state = load_checkpoint(self.checkpoint_path)
+        saved = state["config"]
+        changed = [
+            f"{k}: checkpoint {saved.get(k)!r}, now {getattr(self.config, k)!r}"
+            for k in ARCHITECTURE_FIELDS
+            if saved.get(k) != getattr(self.config, k)
+        ]
+        if changed:
+            raise CheckpointError(
+                f"cannot resume {self.checkpoint_path}: the architecture differs ("
+                + "; ".join(changed)
+                + "). Resume with the original settings or use a new --out."
+            )
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.g_optimizer.load_state_dict(state["g_optimizer"])
+        self.d_optimizer.load_state_dict(state["d_optimizer"])
+        self.fixed_z = state["fixed_z"]
+        self.z_rng.set_state(state["z_rng"])
+        self.epoch, self.batch_in_epoch = state["epoch"], state["batch_in_epoch"]
+        self.step = state["step"]
+        self.window = [{k: v.to(self.device) for k, v in s.items()} for s in state["window"]]
+        self.history = read_history(self.run_dir)[: state["history_len"]]
+        write_history(self.run_dir, self.history)
+
+    def fit(self, progress: bool = True) -> list[dict]:
+        """Train until config.epochs epochs are done; returns the history rows.
+
+        Ctrl-C (SIGINT) and SIGTERM finish the current step, save a checkpoint and return.
+        """
+        if self.step == 0 and self.checkpoint_path.exists():
+            raise ConfigError(
+                f"{self.run_dir} already holds a run: resume it (--resume, Trainer.resume()) "
+                "or choose another --out, so that its checkpoint is not overwritten."
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.step == 0:
+            write_history(self.run_dir, [])
+        (self.run_dir / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
+        with StopSignals() as stop:
+            while self.epoch < self.config.epochs:
+                if not self._train_epoch(progress, stop):
+                    path = self.save_checkpoint()
+                    print(
+                        f"\nStopped by {stop.received} at step {self.step}: saved {path}. "
+                        "Continue with --resume (or Trainer.resume())."
+                    )
+                    break
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                save_grid(
+                    sample_images(self.generator, self.fixed_z.to(self.device)),
+                    self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png",
+                )
+                self.save_checkpoint()
+        return self.history
+
+    def _train_epoch(self, progress: bool, stop: StopSignals) -> bool:
+        """Train the rest of the epoch; False if a stop signal cut it short."""
+        config = self.config
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            initial=self.batch_in_epoch,
+            disable=not progress,
+            desc=f"epoch {self.epoch + 1}/{config.epochs}",
+            unit="batch",
+            leave=False,
+        )
+        started = time.perf_counter()
+        with bar:
+            for real_images in self._batches():
+                if stop.received:
+                    return False
+                z = torch.randn(config.batch_size, config.z_size, generator=self.z_rng)
+                stats = train_step(
+                    self.discriminator,
+                    self.generator,
+                    self.d_optimizer,
+                    self.g_optimizer,
+                    real_images,
+                    z.to(self.device),
+                    config.smooth,
+                    self.amp_dtype,
+                )
+                self.window.append(stats)
+                self.step += 1
+                self.batch_in_epoch += 1
+                bar.update()
+                # Windows end at fixed steps, so a resumed run logs the same rows.
+                if self.step % config.log_every == 0 or self.batch_in_epoch == self.steps_per_epoch:
+                    row = self._log(time.perf_counter() - started)
+                    bar.set_postfix(d_loss=f"{row['d_loss']:.3f}", g_loss=f"{row['g_loss']:.3f}")
+                    started = time.perf_counter()
+        return not stop.received
+
+    def _batches(self) -> Iterator[torch.Tensor]:
+        """The rest of this epoch's batches, in an order fixed by (seed, epoch)."""
+        size = self.config.batch_size
+        order = epoch_order(len(self.images), self.config.seed, self.epoch)
+        for b in range(self.batch_in_epoch, self.steps_per_epoch):
+            index = order[b * size : (b + 1) * size].to(self.device)
+            yield to_float(self.images[index])
+
+    def _log(self, seconds: float) -> dict:
+        """Average the window's stats (one host sync), check them, append a history row."""
+        window, self.window = self.window, []
+        means = {k: torch.stack([s[k] for s in window]).mean().item() for k in window[0]}
+        if not all(math.isfinite(v) for v in means.values()):
+            raise TrainingDiverged(
+                f"a loss became non-finite by step {self.step} ({means}). The last good "
+                f"checkpoint, {self.checkpoint_path}, was left untouched; resume from it with a "
+                "lower learning rate, or with precision fp32."
+            )
+        row = {
+            "kind": "train",
+            "epoch": self.epoch + 1,
+            "step": self.step,
+            **means,
+            "images_per_sec": len(window) * self.config.batch_size / max(seconds, 1e-9),
+        }
+        self.history.append(row)
+        with open(self.run_dir / "history.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        return row
+
+
+class StopSignals:
+    """While active, SIGINT and SIGTERM only set `received`; the loop stops between steps.
+
+    Stopping between steps, never inside one, is what makes the saved state exact. A second
+    Ctrl-C interrupts at once. Outside the main thread signals cannot be caught, so this
+    does nothing there.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, number: int, _frame: object) -> None:
+        if self.received and number == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(number).name
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for number in self.SIGNALS:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+
+def read_history(run_dir: str | os.PathLike) -> list[dict]:
+    """The rows of a run's history.jsonl (empty if there is none yet)."""
+    path = Path(run_dir) / "history.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_history(run_dir: str | os.PathLike, rows: list[dict]) -> None:
+    """Replace a run's history.jsonl with rows."""
+    path = Path(run_dir) / "history.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    """A TrainConfig from a dict, ignoring keys it does not know (older or newer runs)."""
+    known = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in values.items() if k in known})

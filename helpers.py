@@ -1,0 +1,170 @@
+"""The notebook's helpers: data loaders, grids, plots, model summaries and source display."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import platform
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision.utils import make_grid
+
+from facegan.data import load_faces
+
+
+def get_dataloader(
+    batch_size: int, image_size: int, data_dir: str = "synthetic", n_images: int | None = None
+) -> DataLoader:
+    """The classic course loader: shuffled batches of float faces [B, 3, S, S] in [-1, 1].
+
+    data_dir is "synthetic", "celeba", or a folder or zip of images. The images are decoded
+    once into a cache, so no worker processes are needed.
+    """
+    dataset = load_faces(data_dir, image_size, n_images)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0)
+
+
+def environment() -> dict[str, str]:
+    """What this notebook runs on: versions, device and CPU threads."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "CPU": _cpu_name(),
+        "CPU threads used by torch": str(torch.get_num_threads()),
+        "CUDA GPU": gpu,
+    }
+
+
+def _cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def to_images(batch: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """uint8 NHWC or float NCHW in [-1, 1] -> float NCHW in [0, 1] on the CPU, for display."""
+    if isinstance(batch, np.ndarray):
+        batch = torch.from_numpy(np.array(batch))
+    batch = batch.detach().cpu()
+    if batch.dtype == torch.uint8:
+        return batch.permute(0, 3, 1, 2).float() / 255
+    return ((batch.float() + 1) / 2).clamp(0, 1)
+
+
+def show_grid(
+    images: torch.Tensor | np.ndarray, nrow: int = 8, title: str | None = None, size: float = 6
+) -> plt.Figure:
+    """Show images (uint8 NHWC, or float NCHW in [-1, 1]) as one grid."""
+    grid = make_grid(to_images(images), nrow=nrow, padding=2, pad_value=1.0)
+    fig, ax = plt.subplots(figsize=(size, size * grid.shape[1] / grid.shape[2]))
+    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def show_source(obj: object) -> object:
+    """The source code of a function or class, highlighted, so the report shows the real code."""
+    from IPython.display import Code
+
+    return Code(inspect.getsource(obj), language="python")
+
+
+def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> str:
+    """A Markdown table of each layer's output shape and parameter count, for one input."""
+    rows: list[tuple[str, str, int]] = []
+
+    def record(module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        params = sum(p.numel() for p in module.parameters(recurse=False))
+        rows.append((type(module).__name__, str(tuple(output.shape)), params))
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(record) for m in leaves]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(input_shape))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    total = sum(p.numel() for p in model.parameters())
+    lines = ["| # | layer | output shape | parameters |", "|---|---|---|---:|"]
+    lines += [f"| {i} | {name} | {shape} | {n:,} |" for i, (name, shape, n) in enumerate(rows)]
+    lines.append(f"| | **total** | | **{total:,}** |")
+    return "\n".join(lines)
+
+
+def plot_history(history: list[dict]) -> plt.Figure:
+    """Loss curves and the mean discriminator outputs D(x) and D(G(z)) against the step."""
+    rows = [row for row in history if row.get("kind", "train") == "train"]
+    steps = [row["step"] for row in rows]
+    fig, (losses, outputs) = plt.subplots(1, 2, figsize=(12, 4))
+    losses.plot(steps, [row["d_loss"] for row in rows], label="discriminator")
+    losses.plot(steps, [row["g_loss"] for row in rows], label="generator")
+    losses.set(title="Training losses", xlabel="step", ylabel="loss")
+    outputs.plot(steps, [row["d_real"] for row in rows], label="D(x), real")
+    outputs.plot(steps, [row["d_fake"] for row in rows], label="D(G(z)), fake")
+    outputs.axhline(0.5, color="grey", lw=0.8, ls="--")
+    outputs.set(title="Discriminator's mean output", xlabel="step", ylim=(0, 1))
+    for ax in (losses, outputs):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def show_epoch_samples(run_dir: str | Path, most: int = 6) -> plt.Figure:
+    """The fixed-z grids of up to `most` epochs, evenly spread from first to last."""
+    paths = sorted((Path(run_dir) / "samples").glob("epoch_*.png"))
+    if len(paths) > most:
+        paths = [paths[round(i)] for i in np.linspace(0, len(paths) - 1, most)]
+    fig, axes = plt.subplots(1, len(paths), figsize=(3 * len(paths), 3.2), squeeze=False)
+    for ax, path in zip(axes[0], paths, strict=True):
+        ax.imshow(plt.imread(path), interpolation="nearest")
+        ax.set_title(f"epoch {int(path.stem.split('_')[1])}")
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def interpolate(generator: nn.Module, z_start: torch.Tensor, z_end: torch.Tensor, steps: int = 8):
+    """Images along the straight line from z_start to z_end, in eval mode."""
+    weights = torch.linspace(0, 1, steps).reshape(steps, 1)
+    z = (1 - weights) * z_start.reshape(1, -1) + weights * z_end.reshape(1, -1)
+    was_training = generator.training
+    generator.eval()
+    try:
+        device = next(generator.parameters()).device
+        return generator(z.to(device)).cpu()
+    finally:
+        generator.train(was_training)
+
+
+def nearest_training_images(samples: torch.Tensor, train_images: np.ndarray) -> torch.Tensor:
+    """For each sample, the training image closest in pixel space (L2), as uint8 NHWC.
+
+    If the nearest images are near-copies of the samples, the generator memorised them.
+    """
+    flat_samples = (to_images(samples) * 255).permute(0, 2, 3, 1).reshape(len(samples), -1)
+    best = torch.full((len(samples),), float("inf"))
+    best_index = torch.zeros(len(samples), dtype=torch.long)
+    for start in range(0, len(train_images), 4096):
+        chunk = torch.from_numpy(np.array(train_images[start : start + 4096]))
+        distances = torch.cdist(flat_samples, chunk.reshape(len(chunk), -1).float())
+        value, index = distances.min(dim=1)
+        better = value < best
+        best[better], best_index[better] = value[better], index[better] + start
+    return torch.from_numpy(np.array(train_images[best_index.numpy()]))

@@ -1,0 +1,75 @@
+"""python -m facegan: train and sample from the shell; bad input exits 2 with one line."""
+
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from facegan.__main__ import main
+
+TINY = [
+    "--image-size",
+    "16",
+    "--n-images",
+    "64",
+    "--batch-size",
+    "16",
+    "--z-size",
+    "8",
+    "--conv-dim",
+    "4",
+    "--n-samples",
+    "4",
+    "--no-progress",
+]
+
+
+def test_train_then_sample_writes_a_grid(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(run)]) == 0
+    assert "D(G(z))" in capsys.readouterr().out
+    grid = tmp_path / "grid.png"
+    checkpoint = run / "checkpoints" / "last.pt"
+    assert main(["sample", "--checkpoint", str(checkpoint), "--n", "9", "--out", str(grid)]) == 0
+    # 9 faces of 16 px in rows of 8, with torchvision's 2 px padding.
+    assert Image.open(grid).size == (8 * 18 + 2, 2 * 18 + 2)
+
+
+def test_resume_continues_a_run_to_more_epochs(tmp_path):
+    run = str(tmp_path / "run")
+    assert main(["train", *TINY, "--epochs", "1", "--out", run]) == 0
+    assert main(["train", *TINY, "--epochs", "2", "--out", run, "--resume"]) == 0
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").iterdir()) == [
+        "epoch_001.png",
+        "epoch_002.png",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--image-size", "48"], "image_size 48 is not supported"),
+        (["train", "--batch-size", "0"], "batch_size must be a positive"),
+        (["train", "--epochs", "0"], "epochs must be a positive"),
+        (["train", "--device", "tpu"], "device 'tpu' is unknown"),
+        (["train", "--data", "no/such/folder"], "does not exist"),
+        (["sample", "--checkpoint", "no/such.pt"], "does not exist"),
+    ],
+)
+def test_bad_input_prints_one_clear_line_and_exits_2(args, message, capsys, tmp_path):
+    assert main([*args, "--out", str(tmp_path / "x.png")] if args[0] == "sample" else args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_the_module_runs_as_a_program_without_a_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "facegan", "train", "--image-size", "20", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "power of two" in result.stderr and "Traceback" not in result.stderr

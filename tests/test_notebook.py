@@ -1,0 +1,83 @@
+"""The notebook: committed clean, and it runs end to end with tiny parameters."""
+
+import json
+from pathlib import Path
+
+from facegan.report import NOTEBOOK, make_report, parse_value
+
+PARAMETERS = (
+    "DATASET",
+    "IMAGE_SIZE",
+    "EPOCHS",
+    "BATCH_SIZE",
+    "Z_SIZE",
+    "CONV_DIM",
+    "N_IMAGES",
+    "DEVICE",
+    "SEED",
+)
+TINY = {
+    "IMAGE_SIZE": "16",
+    "EPOCHS": "2",
+    "BATCH_SIZE": "32",
+    "Z_SIZE": "16",
+    "CONV_DIM": "8",
+    "N_IMAGES": "256",
+}
+
+
+def code_cells() -> list[dict]:
+    return [c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def test_the_notebook_is_committed_without_outputs():
+    for cell in code_cells():
+        assert cell["outputs"] == [] and cell["execution_count"] is None
+
+
+def test_the_first_code_cell_is_the_papermill_parameters_cell():
+    first = code_cells()[0]
+    assert "parameters" in first["metadata"]["tags"]
+    names = {
+        line.split("=")[0].strip()
+        for line in "".join(first["source"]).splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+    assert set(PARAMETERS) <= names
+
+
+def test_every_problem_unittest_is_called_by_the_notebook():
+    source = "".join("".join(c["source"]) for c in code_cells())
+    for check in (
+        "test_dataset",
+        "test_scale",
+        "test_discriminator",
+        "test_generator",
+        "test_weights_init",
+        "test_losses",
+        "test_optimizers",
+        "test_training_step",
+    ):
+        assert f"tests.{check}(" in source
+
+
+def test_parameters_from_the_command_line_become_python_values():
+    assert parse_value("5") == 5 and parse_value("None") is None and parse_value("cpu") == "cpu"
+
+
+def test_the_notebook_runs_end_to_end_and_exports_html(tmp_path):
+    run_dir = tmp_path / "run"
+    report = make_report(TINY | {"RUN_DIR": str(run_dir)}, tmp_path / "reports")
+    html = report.read_text()
+    assert report == tmp_path / "reports" / "dlnd_face_generation.html"
+    assert "Generated faces" in html and "faces found, generated" in html
+    assert "Traceback" not in html and "Error" not in html.split("</style>")[-1]
+    assert (run_dir / "samples" / "epoch_002.png").exists()
+    executed = json.loads(Path(tmp_path / "reports" / NOTEBOOK.name).read_text())
+    passes = [
+        o
+        for c in executed["cells"]
+        for o in c.get("outputs", [])
+        if "passed" in "".join(o.get("text", ""))
+    ]
+    assert len(passes) >= 8
