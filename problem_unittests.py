@@ -2,9 +2,10 @@
 
 Every check prints one line, "test_x: passed (...)", or raises an AssertionError that says
 what is wrong, what was expected and which sizes it used. The checks build their own small
-inputs with fixed seeds, so they give the same answer every run, and they restore torch's
-random state afterwards so your notebook's results do not change. They use torch and numpy
-only: your code is judged on its own, not against the reference package.
+inputs with fixed seeds on one CPU thread, so they give the same answer every run, and they
+restore torch's random state and thread count afterwards so your notebook's results do not
+change. They use torch and numpy only: your code is judged on its own, not against the
+reference package.
 
     test_dataset(dataset)                     items are [3, S, S] float tensors in [-1, 1]
     test_scale(scale)                         [0, 1] mapped linearly onto feature_range
@@ -44,7 +45,7 @@ Params = Mapping[str, object]
 
 
 def _describe(params: Params) -> str:
-    return ", ".join(f"{name}={value}" for name, value in params.items())
+    return ", ".join(f"{name}={value}" for name, value in params.items()) or "none"
 
 
 def _error(check: str, problem: str, params: Params) -> AssertionError:
@@ -219,17 +220,17 @@ def _checked_item(dataset: Any, index: int, params: Params) -> torch.Tensor:
     """dataset[index], checked to be a float [3, S, S] tensor in [-1, 1] that is not constant."""
     check, name = "test_dataset", f"dataset[{index}]"
     item = _call(check, name, params, dataset.__getitem__, index)
-    _require(
-        not isinstance(item, tuple | list),
-        check,
-        f"{name} is a {type(item).__name__} of {len(item) if isinstance(item, tuple | list) else 0}"
-        " items (an (image, label) pair?); expected the image tensor alone, shape [3, S, S].",
-        params,
-    )
+    if isinstance(item, tuple | list):
+        raise _error(
+            check,
+            f"{name} is a {type(item).__name__} of {len(item)} items (an (image, label) pair?); "
+            "expected the image tensor alone, shape [3, S, S].",
+            params,
+        )
     _require(
         isinstance(item, torch.Tensor),
         check,
-        f"{name} is a {type(item).__name__}; expected a torch tensor of shape [3, S, S].",
+        f"{name} has type {type(item).__name__}; expected a torch tensor of shape [3, S, S].",
         params,
     )
     item = item.detach()
@@ -574,7 +575,14 @@ def test_weights_init(weights_init_normal: Callable[[nn.Module], None]) -> None:
         nn.Flatten(),
         nn.Linear(64, 64),  # 4096 weights, default std 0.072
     )
-    _call(check, "model.apply(weights_init_normal)", {}, model.apply, weights_init_normal)
+    layers = ", ".join(type(layer).__name__ for layer in model)
+    _call(
+        check,
+        "model.apply(weights_init_normal)",
+        {"model": layers},
+        model.apply,
+        weights_init_normal,
+    )
     for index, layer in enumerate(model):
         if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
             _check_normal_weights(f"{type(layer).__name__} (layer {index})", layer.weight.detach())
@@ -688,14 +696,20 @@ def _check_loss(
         params,
         loss,
         *args,
-        hint="The discriminator outputs logits, not probabilities: use BCEWithLogitsLoss "
-        "with labels shaped like d_out (e.g. torch.ones_like(d_out)).",
+        hint="d_out holds raw logits of shape (N, 1), N=1 included: use BCEWithLogitsLoss "
+        "(BCELoss needs probabilities) with labels shaped like d_out, e.g. "
+        "torch.ones_like(d_out).",
+    )
+    returned = (
+        f"a tensor of shape {tuple(value.shape)}"
+        if isinstance(value, torch.Tensor)
+        else f"a {type(value).__name__}"
     )
     _require(
         isinstance(value, torch.Tensor) and value.numel() == 1,
         check,
-        f"{call} returned {type(value).__name__} {tuple(getattr(value, 'shape', ()))}; expected "
-        "a tensor holding one number (the mean over the batch).",
+        f"{call} returned {returned}; expected a tensor holding one number (the mean over the "
+        "batch), connected to d_out for backward().",
         params,
     )
     got = float(value.detach())
@@ -730,7 +744,7 @@ def _loss_hint(expected: float, got: float, label: float, logits: torch.Tensor) 
     """Name the likely mistake behind a wrong loss value."""
     text = f"expected {expected:.4f}"
     if bool((logits == 0).all()):
-        text += " (ln 2 = 0.693: with logits 0 both losses are ln 2)"
+        text += f" (ln 2 = {LN2:.3f}: with logits 0 both losses are ln 2)"
 
     def bce(target: float, probabilities: torch.Tensor | None = None) -> float:
         targets = torch.full_like(logits, target)
@@ -931,7 +945,7 @@ def test_training_step(train_step: Callable[..., Any]) -> None:
         "optimizers": f"Adam(lr={STEP_LR}, betas=(0.5, 0.999))",
     }
     d_start, g_start = _TinyDiscriminator(), _small_generator(z_size)
-    # Bright real images: the discriminator scores them well above the grey fakes.
+    # Bright real images (mean 0.7): the discriminator scores them above the grey fakes.
     real_images = (torch.rand(batch_size, 3, 16, 16) * 0.6 + 0.4).clamp(-1, 1)
     z = torch.randn(batch_size, z_size)
     stats, d_after, g_after = _run_step(train_step, d_start, g_start, real_images, z, params)
@@ -942,14 +956,15 @@ def test_training_step(train_step: Callable[..., Any]) -> None:
         _max_difference(d_start, d_after) > 0,
         check,
         "the discriminator's parameters did not change: call d_optimizer.step() after "
-        "d_loss.backward().",
+        "d_loss.backward() (and zero_grad() before backward, not between backward and step).",
         params,
     )
     _require(
         _max_difference(g_start, g_after) > 0,
         check,
         "the generator's parameters did not change: call g_optimizer.step() after "
-        "g_loss.backward() (and compute g_loss on fakes that are not detached).",
+        "g_loss.backward() (zero_grad() goes before backward, and g_loss must be computed on "
+        "fakes that are not detached).",
         params,
     )
     _check_directions(d_start, g_start, d_after, g_after, real_images, z, params)
@@ -982,9 +997,13 @@ def test_training_step(train_step: Callable[..., Any]) -> None:
 class _TinyDiscriminator(nn.Module):
     """A small DCGAN-style discriminator for 16x16 images; outputs (N, 1) logits.
 
-    Its brightness term makes it score the bright real batch well above the untrained
-    generator's grey fakes, so that d_real and d_fake differ clearly and cannot be confused.
+    Its brightness term scores the bright real batch (mean 0.7) about +1.4 and the untrained
+    generator's grey fakes (mean 0) about -1.4. So d_real and d_fake differ clearly, and the
+    gradients of the right and of the swapped labels point in opposite directions, which
+    makes a step with swapped labels raise the right loss.
     """
+
+    MIDPOINT = 0.35  # halfway between the real and the fake images' mean brightness
 
     def __init__(self) -> None:
         super().__init__()
@@ -999,7 +1018,8 @@ class _TinyDiscriminator(nn.Module):
         self.brightness = nn.Parameter(torch.tensor(4.0))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.features(images) + self.brightness * images.mean(dim=(1, 2, 3)).unsqueeze(1)
+        brightness = images.mean(dim=(1, 2, 3)).unsqueeze(1) - self.MIDPOINT
+        return self.features(images) + self.brightness * brightness
 
 
 def _small_generator(z_size: int) -> nn.Module:
@@ -1137,16 +1157,21 @@ def _check_directions(
             params,
         )
         # Judged by the updated discriminator, which the generator step trained against.
-        fooled_before = float(d_after(fakes).mean())
-        fooled_after = float(d_after(g_after(z)).mean())
+        before = _generator_loss(d_after, fakes)
+        after = _generator_loss(d_after, g_after(z))
         _require(
-            fooled_after > fooled_before,
+            after < before,
             check,
-            f"the generator step made D less fooled: D's mean logit on the fakes went from "
-            f"{fooled_before:.6f} to {fooled_after:.6f}. Are the labels swapped? G should learn "
-            "to make D say real: g_loss = real_loss(D(G(z))).",
+            f"the generator step made D less fooled: G's loss real_loss(D(G(z))) against the "
+            f"updated D went from {before:.6f} to {after:.6f}. Are the labels swapped? G should "
+            "learn to make D say real: g_loss = real_loss(D(G(z))).",
             params,
         )
+
+
+def _generator_loss(model: nn.Module, fake: torch.Tensor) -> float:
+    logits = model(fake)
+    return float(F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits)))
 
 
 def _discriminator_loss(model: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> float:

@@ -130,6 +130,7 @@ def print_table(result: dict) -> None:
         ("CPU", f"{result['hardware']['cpu']} ({result['hardware']['cores']} cores, 1 used)"),
         ("versions", ", ".join(f"{k} {v}" for k, v in result["versions"].items())),
         ("renderer", result["renderer_version"]),
+        ("Haar protocol", ", ".join(f"{k}={v}" for k, v in haar["protocol"].items())),
         (
             f"render {render['faces']} @ {render['image_size']} px",
             f"{render['seconds']:.1f} s ({render['ms_per_face']:.2f} ms/face)",
