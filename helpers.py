@@ -60,6 +60,17 @@ def to_images(batch: torch.Tensor | np.ndarray) -> torch.Tensor:
     return ((batch.float() + 1) / 2).clamp(0, 1)
 
 
+def to_uint8(batch: torch.Tensor) -> np.ndarray:
+    """Float NCHW images in [-1, 1] -> uint8 NHWC numpy, the layout the metrics take."""
+    return (to_images(batch) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+def markdown_table(values: dict[str, object], header: tuple[str, str] = ("", "")) -> str:
+    """A two-column Markdown table, one row per key."""
+    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
+    return "\n".join(lines + [f"| {key} | {value} |" for key, value in values.items()])
+
+
 def show_grid(
     images: torch.Tensor | np.ndarray, nrow: int = 8, title: str | None = None, size: float = 6
 ) -> plt.Figure:
