@@ -1,6 +1,8 @@
 """Command line: python -m facegan train | sample | report.
 
 A FaceGanError is printed as one line and the exit code is 2, with no traceback.
+Ctrl-C or SIGTERM during training saves a checkpoint and exits 0 (continue with --resume);
+a second Ctrl-C, or one before training starts, stops at once with exit code 130.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ TRAIN_FLAGS = (
     "beta2",
     "n_samples",
     "log_every",
+    "checkpoint_every",
 )
 FLAG_HELP = {
     "data": '"synthetic" (built in), "celeba" (under data/), or a folder or .zip of images',
@@ -41,6 +44,7 @@ FLAG_HELP = {
     "device": "auto, cuda, mps or cpu",
     "precision": "auto (bf16 on a GPU that has it, else fp32), fp32 or bf16",
     "out": "the run folder",
+    "checkpoint_every": "also save a checkpoint every K steps; 0: only at epoch ends",
 }
 
 
@@ -134,6 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FaceGanError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; the last checkpoint, if any, is intact.", file=sys.stderr)
+        return 130  # the shell's code for a process stopped by SIGINT
     return 0
 
 

@@ -7,6 +7,12 @@ A run lives in one folder:
     runs/NAME/samples/epoch_XXX.png  the fixed-z grid after each epoch
     runs/NAME/checkpoints/last.pt    everything needed to resume exactly
 
+A resumed run is bitwise the run that was never stopped (on the CPU): the checkpoint holds
+the networks, both optimizers, the z generator, the global RNGs and the history, and the
+data order is a pure function of (seed, epoch). Checkpoints are written atomically at every
+epoch end and, with checkpoint_every=K, every K steps, so a run killed outright (SIGKILL,
+power cut) loses at most one checkpoint interval.
+
 Sampling uses eval-mode BatchNorm (running statistics), so an image depends on its own z
 alone and a checkpoint loaded later draws the same faces.
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import signal
 import threading
 import time
@@ -34,7 +41,8 @@ from facegan.errors import CheckpointError, ConfigError, FaceGanError
 from facegan.losses import discriminator_loss, generator_loss
 from facegan.models import Generator, build_models, check_image_size, check_positive
 
-CHECKPOINT_FORMAT = 1
+# Format 2 added the global RNG states and the history rows.
+CHECKPOINT_FORMAT = 2
 DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("auto", "fp32", "bf16")
 # Fields that fix the shape of the networks: a resume must not change them.
@@ -66,12 +74,19 @@ class TrainConfig:
     smooth: bool = False
     n_samples: int = 64
     log_every: int = 20
+    checkpoint_every: int = 0  # 0: checkpoints at epoch ends only; K: also every K steps
 
     def validate(self) -> None:
         """Raise ConfigError naming the first setting that cannot work."""
         check_image_size(self.image_size)
         for name in ("epochs", "batch_size", "z_size", "conv_dim", "n_samples", "log_every"):
             check_positive(name, getattr(self, name))
+        every = self.checkpoint_every
+        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+            raise ConfigError(
+                f"checkpoint_every must be 0 (epoch ends only) or a positive number of steps, "
+                f"got {every!r}."
+            )
         if self.n_images is not None:
             check_positive("n_images", self.n_images)
         if self.device not in DEVICES:
@@ -178,12 +193,27 @@ def save_atomic(obj: object, path: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_folder(path.parent)
     except OSError as err:
         tmp.unlink(missing_ok=True)
         raise CheckpointError(
             f"could not write checkpoint {path} ({err.strerror or err}); the previous "
             "checkpoint, if any, is untouched. Free some disk space or choose another --out."
         ) from err
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in folder durable; where folders cannot be opened (Windows) skip it."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass  # some file systems refuse fsync on a folder; the rename is still atomic
+    finally:
+        os.close(handle)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -198,18 +228,64 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             f"checkpoint {path} could not be read ({type(err).__name__}); it is damaged, "
             "unsafe, or not a facegan checkpoint."
         ) from err
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a facegan checkpoint (format {CHECKPOINT_FORMAT}).")
+    found = state.get("format") if isinstance(state, dict) else None
+    if found != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} is not a facegan checkpoint of format {CHECKPOINT_FORMAT} (found format "
+            f"{found!r}): it is another file, or was written by another version of facegan."
+        )
     return state
 
 
 def generator_from_checkpoint(path: str | os.PathLike) -> Generator:
     """The trained generator of a checkpoint, in eval mode, on the CPU."""
     state = load_checkpoint(path)
-    config = state["config"]
-    generator = Generator(config["z_size"], config["conv_dim"], config["image_size"])
-    generator.load_state_dict(state["generator"])
+    try:
+        config = {name: state["config"][name] for name in ARCHITECTURE_FIELDS}
+        generator = Generator(config["z_size"], config["conv_dim"], config["image_size"])
+        generator.load_state_dict(state["generator"])
+    except (KeyError, TypeError, RuntimeError, FaceGanError) as err:
+        # A hand-edited or foreign file: say so instead of showing load_state_dict's traceback.
+        raise CheckpointError(
+            f"checkpoint {path} holds no generator that fits its recorded architecture "
+            f"({_describe(state.get('config'))}): {type(err).__name__}. It is damaged, or "
+            "was not written by facegan."
+        ) from err
     return generator.eval()
+
+
+def _describe(config: object) -> str:
+    if not isinstance(config, dict):
+        return "none recorded"
+    return ", ".join(f"{name} {config.get(name)!r}" for name in ARCHITECTURE_FIELDS)
+
+
+def global_rng_state() -> dict:
+    """The python, numpy and torch global RNG states, as tensors and plain lists and numbers.
+
+    Plain data keeps the checkpoint loadable with torch.load(weights_only=True).
+    """
+    version, internal, gauss = random.getstate()
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, keys.tolist(), int(position), int(has_gauss), float(cached_gaussian)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_global_rng_state(state: dict) -> None:
+    """Restore what global_rng_state() returned."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, position, has_gauss, cached_gaussian = state["numpy"]
+    keys = np.array(keys, dtype=np.uint32)
+    np.random.set_state((kind, keys, position, has_gauss, cached_gaussian))
+    torch.set_rng_state(state["torch"])
+    if torch.cuda.is_available():
+        # A machine with fewer GPUs than the one that saved restores the GPUs it has.
+        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
 
 
 @torch.no_grad()
@@ -277,7 +353,10 @@ class Trainer:
         return self.run_dir / "checkpoints" / "last.pt"
 
     def state_dict(self) -> dict:
-        """Everything that a resume needs, as tensors and plain data only."""
+        """Everything that a resume needs, as tensors and plain data only.
+
+        There is no gradient scaler to save: bf16 autocast needs none (unlike fp16).
+        """
         return {
             "format": CHECKPOINT_FORMAT,
             "config": asdict(self.config),
@@ -287,10 +366,12 @@ class Trainer:
             "d_optimizer": self.d_optimizer.state_dict(),
             "fixed_z": self.fixed_z,
             "z_rng": self.z_rng.get_state(),
+            "rng": global_rng_state(),
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "step": self.step,
-            "history_len": len(self.history),
+            # The rows themselves: history.jsonl may be cut short or run ahead by a crash.
+            "history": self.history,
             "window": [{k: v.cpu() for k, v in stats.items()} for stats in self.window],
         }
 
@@ -299,7 +380,7 @@ class Trainer:
         return self.checkpoint_path
 
     def resume(self) -> None:
-        """Load the run folder's last checkpoint; history rows written after it are dropped."""
+        """Load the run folder's last checkpoint; history.jsonl is rewritten to match it."""
         state = load_checkpoint(self.checkpoint_path)
         saved = state["config"]
         changed = [
@@ -319,10 +400,11 @@ class Trainer:
         self.d_optimizer.load_state_dict(state["d_optimizer"])
         self.fixed_z = state["fixed_z"]
         self.z_rng.set_state(state["z_rng"])
+        set_global_rng_state(state["rng"])
         self.epoch, self.batch_in_epoch = state["epoch"], state["batch_in_epoch"]
         self.step = state["step"]
         self.window = [{k: v.to(self.device) for k, v in s.items()} for s in state["window"]]
-        self.history = read_history(self.run_dir)[: state["history_len"]]
+        self.history = state["history"]
         write_history(self.run_dir, self.history)
 
     def fit(self, progress: bool = True) -> list[dict]:
@@ -393,6 +475,10 @@ class Trainer:
                     row = self._log(time.perf_counter() - started)
                     bar.set_postfix(d_loss=f"{row['d_loss']:.3f}", g_loss=f"{row['g_loss']:.3f}")
                     started = time.perf_counter()
+                # The epoch's last step is saved by fit() once the epoch is closed.
+                every = config.checkpoint_every
+                if every and self.step % every == 0 and self.batch_in_epoch < self.steps_per_epoch:
+                    self.save_checkpoint()
         return not stop.received
 
     def _batches(self) -> Iterator[torch.Tensor]:

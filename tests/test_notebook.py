@@ -72,6 +72,7 @@ def test_the_notebook_runs_end_to_end_and_exports_html(tmp_path):
     html = report.read_text()
     assert "Generated faces" in html and "faces found, generated" in html
     assert (run_dir / "samples" / "epoch_002.png").exists()
+    assert (run_dir / "final_samples.png").exists() and (run_dir / "loss_curves.png").exists()
 
     executed = json.loads(Path(tmp_path / "reports" / NOTEBOOK.name).read_text())
     outputs = [o for cell in executed["cells"] for o in cell.get("outputs", [])]
