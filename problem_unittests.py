@@ -33,6 +33,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+# The checks in the order the notebook calls them.
+CHECKS = (
+    "test_dataset",
+    "test_scale",
+    "test_discriminator",
+    "test_generator",
+    "test_weights_init",
+    "test_losses",
+    "test_optimizers",
+    "test_training_step",
+)
 SEED = 0
 LN2 = math.log(2)
 # Values a float32 tanh or a [-1, 1] image may reach: a hair of rounding, no more.

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import problem_unittests
 from facegan.report import NOTEBOOK, make_report, parse_value
 
 PARAMETERS = (
@@ -48,16 +49,7 @@ def test_the_first_code_cell_is_the_papermill_parameters_cell():
 
 def test_every_problem_unittest_is_called_by_the_notebook():
     source = "".join("".join(c["source"]) for c in code_cells())
-    for check in (
-        "test_dataset",
-        "test_scale",
-        "test_discriminator",
-        "test_generator",
-        "test_weights_init",
-        "test_losses",
-        "test_optimizers",
-        "test_training_step",
-    ):
+    for check in problem_unittests.CHECKS:
         assert f"tests.{check}(" in source
 
 

@@ -48,19 +48,9 @@ def reference_calls(faces: FaceDataset, models: tuple[nn.Module, nn.Module]) -> 
     }
 
 
-CHECKS = [
-    "test_dataset",
-    "test_scale",
-    "test_discriminator",
-    "test_generator",
-    "test_weights_init",
-    "test_losses",
-    "test_optimizers",
-    "test_training_step",
-]
 
 
-@pytest.mark.parametrize("check", CHECKS)
+@pytest.mark.parametrize("check", pu.CHECKS)
 def test_reference_passes_and_prints_one_line(check, faces, models, capsys) -> None:
     getattr(pu, check)(*reference_calls(faces, models)[check])
     out = capsys.readouterr().out
@@ -68,7 +58,7 @@ def test_reference_passes_and_prints_one_line(check, faces, models, capsys) -> N
     assert out.count("\n") == 1 and out.endswith(")\n")
 
 
-@pytest.mark.parametrize("check", CHECKS)
+@pytest.mark.parametrize("check", pu.CHECKS)
 def test_checks_leave_random_state_and_threads_alone(check, faces, models) -> None:
     torch.manual_seed(123)
     state, threads = torch.random.get_rng_state(), torch.get_num_threads()
@@ -86,7 +76,7 @@ def test_threads_are_restored_when_a_check_fails() -> None:
 
 def test_every_public_check_is_tested() -> None:
     public = sorted(name for name in dir(pu) if name.startswith("test_"))
-    assert public == sorted(CHECKS)
+    assert public == sorted(pu.CHECKS)
 
 
 def test_failure_message_lists_parameters() -> None:
