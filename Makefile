@@ -25,6 +25,7 @@ test: $(VENV)/installed
 
 bench: $(VENV)/installed
 	$(PY) benchmarks/synthfaces.py
+	$(PY) benchmarks/throughput.py
 
 clean:
 	rm -rf runs/report reports .cache

@@ -4,6 +4,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
+
+# One thread: on a 2-core machine where another process holds a core, two torch threads
+# wait on each other and a test can run tens of times slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -73,3 +73,15 @@ def test_the_module_runs_as_a_program_without_a_traceback(tmp_path):
     )
     assert result.returncode == 2
     assert "power of two" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_interrupt_outside_training_exits_130_without_a_traceback(monkeypatch, capsys):
+    import facegan.__main__ as cli
+
+    def interrupted(_args):
+        raise KeyboardInterrupt  # a second Ctrl-C, or one while the data loads
+
+    monkeypatch.setattr(cli, "run_train", interrupted)
+    assert main(["train"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("error: interrupted") and "Traceback" not in err

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from faults import bomb_png, png
 from PIL import Image
 
 from facegan import data, synthfaces
@@ -445,6 +446,23 @@ def test_decompression_bombs_are_unreadable(monkeypatch, size):
         decode_image(image_bytes(RED, size), 16)
 
 
+@pytest.mark.parametrize(
+    ("side", "kind"), [(10000, "DecompressionBombWarning"), (20000, "DecompressionBombError")]
+)
+def test_an_image_declaring_a_huge_size_is_refused_before_decoding(side, kind):
+    # The header alone declares 10^8 or 4 * 10^8 pixels, over Pillow's limits.
+    with pytest.raises(DataError, match=kind):
+        decode_image(bomb_png(side), 16)
+
+
+def test_a_decompression_bomb_in_a_folder_is_skipped_and_counted(tmp_path, three_faces):
+    write(three_faces / "bomb.png", bomb_png(20000))
+    with pytest.warns(UnreadableImagesWarning, match="skipped 1 unreadable image.*bomb.png"):
+        faces = load(three_faces, cache_dir=tmp_path / "cache")
+    assert faces.skipped == ["bomb.png"]
+    assert_colours(faces.images, [RED, GREEN, BLUE])
+
+
 @pytest.mark.parametrize("content", [b"", b"\xff\xd8\xff", b"GIF89a" + b"\0" * 20])
 def test_decode_image_raises_data_error_on_garbage(content):
     with pytest.raises(DataError):
@@ -491,6 +509,29 @@ def test_modes_become_sensible_8_bit_rgb(image, fmt, expected, tolerance):
     assert decoded.shape == (16, 16, 3)
     assert decoded.dtype == np.uint8
     assert np.abs(decoded.astype(int) - expected).max() <= tolerance
+
+
+def png_16_bit(channels: np.ndarray) -> bytes:
+    """A 16-bit RGB or RGBA PNG (Pillow writes neither) with these [H, W, C] values."""
+    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in channels)
+    height, width, depth = channels.shape
+    return png(width, height, 16, {3: 2, 4: 6}[depth], rows)
+
+
+@pytest.mark.parametrize("alpha", [False, True], ids=["RGB;16", "RGBA;16"])
+def test_16_bit_colour_becomes_8_bit_rgb(alpha):
+    values = [65535, 1000, 128 * 257] + [0] * alpha
+    decoded = decode_image(png_16_bit(np.full((6, 5, len(values)), values)), 16)
+    assert decoded.shape == (16, 16, 3) and decoded.dtype == np.uint8
+    # Pillow keeps the high byte of each 16-bit value: 1000 (3.9 in 8 bits) becomes 3.
+    assert np.abs(decoded.astype(int) - (255, 4, 128)).max() <= 1
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 5), (40, 7)])
+def test_images_smaller_than_the_target_size_are_scaled_up(size):
+    decoded = decode_image(image_bytes(GREEN, size), 64)
+    assert decoded.shape == (64, 64, 3) and decoded.dtype == np.uint8
+    assert np.abs(decoded.astype(int) - GREEN).max() <= 2
 
 
 def test_exif_rotation_is_applied():

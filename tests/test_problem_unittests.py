@@ -48,8 +48,6 @@ def reference_calls(faces: FaceDataset, models: tuple[nn.Module, nn.Module]) -> 
     }
 
 
-
-
 @pytest.mark.parametrize("check", pu.CHECKS)
 def test_reference_passes_and_prints_one_line(check, faces, models, capsys) -> None:
     getattr(pu, check)(*reference_calls(faces, models)[check])

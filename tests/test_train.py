@@ -22,6 +22,7 @@ from facegan.train import (
     resolve_precision,
     sample_images,
     save_atomic,
+    save_grid,
     train_step,
 )
 
@@ -63,6 +64,7 @@ def parameters(module) -> torch.Tensor:
         ({"precision": "fp8"}, "precision 'fp8' is unknown"),
         ({"lr": 0.0}, "lr must be positive"),
         ({"n_images": 0}, "n_images"),
+        ({"checkpoint_every": -1}, "checkpoint_every must be 0"),
     ],
 )
 def test_bad_settings_are_refused_before_any_work(changes, message):
@@ -177,6 +179,28 @@ def test_resume_with_another_architecture_names_what_differs(faces, tmp_path):
         Trainer(tiny_config(tmp_path, conv_dim=8), faces).resume()
 
 
+def test_resume_with_another_image_size_names_what_differs(faces, tmp_path):
+    Trainer(tiny_config(tmp_path, epochs=1), faces).fit(progress=False)
+    larger = load_faces("synthetic", 32, n_images=32, progress=False)
+    with pytest.raises(CheckpointError, match="image_size: checkpoint 16, now 32"):
+        Trainer(tiny_config(tmp_path, image_size=32), larger).resume()
+
+
+def test_checkpoint_every_also_saves_mid_epoch(faces, tmp_path, monkeypatch):
+    import facegan.train as train_module
+
+    saved_steps = []
+    monkeypatch.setattr(train_module, "save_atomic", lambda state, _: saved_steps.append(state))
+    Trainer(tiny_config(tmp_path, checkpoint_every=4), faces).fit(progress=False)
+    # 6 steps an epoch: every 4th step, and each epoch end.
+    assert [(s["step"], s["epoch"], s["batch_in_epoch"]) for s in saved_steps] == [
+        (4, 0, 4),
+        (6, 1, 0),
+        (8, 1, 2),
+        (12, 2, 0),
+    ]
+
+
 def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(
     faces, tmp_path, monkeypatch
 ):
@@ -219,6 +243,30 @@ def test_unreadable_checkpoints_are_refused_clearly(tmp_path, content):
         load_checkpoint(path)
 
 
+def test_a_truncated_checkpoint_is_refused_clearly(faces, tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, epochs=1), faces)
+    path = trainer.save_checkpoint()
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="could not be read"):
+        load_checkpoint(path)
+
+
+def test_a_checkpoint_of_an_older_format_is_refused_clearly(tmp_path):
+    path = tmp_path / "old.pt"
+    torch.save({"format": 1}, path)
+    with pytest.raises(CheckpointError, match="format 2 \\(found format 1\\)"):
+        load_checkpoint(path)
+
+
+def test_sampling_from_a_checkpoint_of_another_architecture_is_a_checkpoint_error(faces, tmp_path):
+    path = Trainer(tiny_config(tmp_path, epochs=1), faces).save_checkpoint()
+    state = torch.load(path, weights_only=True)
+    state["config"]["conv_dim"] = 8
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="conv_dim 8.*not written by facegan"):
+        generator_from_checkpoint(path)
+
+
 def test_a_missing_checkpoint_says_so(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nope.pt")
@@ -235,3 +283,13 @@ def test_sampling_uses_eval_mode_so_a_face_depends_only_on_its_own_z(faces, tmp_
 
     loaded = generator_from_checkpoint(trainer.checkpoint_path)
     torch.testing.assert_close(sample_images(loaded, z), together)
+
+
+@pytest.mark.parametrize("count", [4, 9, 64])
+def test_sample_grids_are_torchvisions_save_image_to_the_byte(tmp_path, count):
+    from torchvision.utils import save_image
+
+    images = torch.randn(count, 3, 16, 16, generator=torch.Generator().manual_seed(count)) * 1.5
+    save_image(images, tmp_path / "torchvision.png", normalize=True, value_range=(-1, 1))
+    save_grid(images, tmp_path / "facegan.png")
+    assert (tmp_path / "facegan.png").read_bytes() == (tmp_path / "torchvision.png").read_bytes()
