@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from torchvision.utils import make_grid
 
 from facegan.data import load_faces
+from facegan.train import sample_images
 
 
 def get_dataloader(
@@ -150,18 +151,11 @@ def show_epoch_samples(run_dir: str | Path, most: int = 6) -> plt.Figure:
     return fig
 
 
-@torch.no_grad()
 def interpolate(generator: nn.Module, z_start: torch.Tensor, z_end: torch.Tensor, steps: int = 8):
-    """Images along the straight line from z_start to z_end, in eval mode."""
+    """Images along the straight line from z_start to z_end, in eval mode, on the CPU."""
     weights = torch.linspace(0, 1, steps).reshape(steps, 1)
     z = (1 - weights) * z_start.reshape(1, -1) + weights * z_end.reshape(1, -1)
-    was_training = generator.training
-    generator.eval()
-    try:
-        device = next(generator.parameters()).device
-        return generator(z.to(device)).cpu()
-    finally:
-        generator.train(was_training)
+    return sample_images(generator, z)
 
 
 def nearest_training_images(samples: torch.Tensor, train_images: np.ndarray) -> torch.Tensor:

@@ -291,11 +291,14 @@ def set_global_rng_state(state: dict) -> None:
 
 @torch.no_grad()
 def sample_images(generator: Generator, z: torch.Tensor) -> torch.Tensor:
-    """Images G(z) in [-1, 1] with eval-mode BatchNorm; the generator's mode is restored."""
+    """Images G(z) in [-1, 1], on the CPU, with eval-mode BatchNorm.
+
+    z may live on any device; the generator's mode is restored afterwards.
+    """
     was_training = generator.training
     generator.eval()
     try:
-        return generator(z).float()
+        return generator(z.to(next(generator.parameters()).device)).float().cpu()
     finally:
         generator.train(was_training)
 
@@ -451,7 +454,7 @@ class Trainer:
                 self.epoch += 1
                 self.batch_in_epoch = 0
                 save_grid(
-                    sample_images(self.generator, self.fixed_z.to(self.device)),
+                    sample_images(self.generator, self.fixed_z),
                     self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png",
                 )
                 self.save_checkpoint()
