@@ -26,6 +26,7 @@ test: $(VENV)/installed
 bench: $(VENV)/installed
 	$(PY) benchmarks/synthfaces.py
 	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/reliability.py
 
 clean:
 	rm -rf runs/report reports .cache
