@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from faults import bomb_png, png
+from faults import bomb_png, make_zip, png
 from PIL import Image
 
 from facegan import data, synthfaces
@@ -37,14 +37,6 @@ def image_bytes(colour=RED, size=(8, 8), fmt="PNG", mode="RGB") -> bytes:
 def write(path: Path, content: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
-    return path
-
-
-def make_zip(path: Path, members: dict[str, bytes]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, content in members.items():
-            archive.writestr(name, content)
     return path
 
 
