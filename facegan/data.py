@@ -23,11 +23,11 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from facegan.errors import ConfigError, DataError
+from facegan.models import IMAGE_SIZES
 
 DEFAULT_SYNTHETIC_IMAGES = 20000
 # Part of every cache key: bump it whenever decoding, cropping or resizing changes.
 PREPROCESS_VERSION = "1"
-IMAGE_SIZES = (16, 32, 64, 128, 256)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CELEBA_PLACES = (
     Path("data/processed_celeba_small/celeba"),

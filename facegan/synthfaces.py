@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from facegan.errors import ConfigError
+from facegan.models import IMAGE_SIZES
 
 # Bump whenever the pictures change: dataset caches are keyed on it.
 RENDERER_VERSION = "1"
@@ -44,7 +45,6 @@ _ATTRIBUTE_CDFS: dict[str, list[float]] = {
     for name, count in ATTRIBUTES.items()
 }
 
-ACCEPTED_SIZES = (16, 32, 64, 128, 256)
 SUPERSAMPLE = 4
 
 Colour = tuple[int, int, int]
@@ -138,10 +138,10 @@ def render_faces(
 
 
 def _check_request(n: int, image_size: int, seed: int, start: int) -> None:
-    if image_size not in ACCEPTED_SIZES:
+    if image_size not in IMAGE_SIZES:
         raise ConfigError(
             f"image_size={image_size!r} is not supported; use a power of two from 16 to 256 "
-            f"({', '.join(map(str, ACCEPTED_SIZES))})."
+            f"({', '.join(map(str, IMAGE_SIZES))})."
         )
     if min(n, seed, start) < 0:
         raise ConfigError(f"n={n}, seed={seed} and start={start} must all be zero or more.")

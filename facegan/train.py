@@ -27,7 +27,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -583,9 +583,3 @@ def _replace_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def config_from_dict(values: dict) -> TrainConfig:
-    """A TrainConfig from a dict, ignoring keys it does not know (older or newer runs)."""
-    known = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in values.items() if k in known})
