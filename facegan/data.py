@@ -136,7 +136,7 @@ def load_faces(
     Unreadable files are skipped, listed in `.skipped` and reported in one warning.
     """
     image_size, n_images = _checked_settings(image_size, n_images)
-    cache = _cache_root(cache_dir)
+    cache = cache_root(cache_dir)
     if isinstance(source, str) and source == "synthetic":
         return _load_synthetic(image_size, n_images, int(seed), cache, progress)
     if isinstance(source, str) and source == "celeba":
@@ -344,7 +344,8 @@ def _decode_into(
     return count
 
 
-def _cache_root(cache_dir: str | os.PathLike | None) -> Path:
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The folder for caches: cache_dir, else $FACEGAN_CACHE, else ~/.cache/facegan."""
     if cache_dir is None:
         cache_dir = os.environ.get("FACEGAN_CACHE") or Path.home() / ".cache" / "facegan"
     root = Path(cache_dir).expanduser()
