@@ -15,6 +15,8 @@ from dataclasses import fields
 import torch
 
 from facegan.errors import FaceGanError
+from facegan.losses import LOSSES
+from facegan.models import D_NORMS
 from facegan.train import TrainConfig, Trainer, generator_from_checkpoint, save_grid
 
 # Flags are TrainConfig's fields with dashes: one name for one idea everywhere.
@@ -33,6 +35,10 @@ TRAIN_FLAGS = (
     "lr",
     "beta1",
     "beta2",
+    "loss",
+    "d_norm",
+    "gp_weight",
+    "ema",
     "n_samples",
     "log_every",
     "checkpoint_every",
@@ -45,6 +51,10 @@ FLAG_HELP = {
     "precision": "auto (bf16 on a GPU that has it, else fp32), fp32 or bf16",
     "out": "the run folder",
     "checkpoint_every": "also save a checkpoint every K steps; 0: only at epoch ends",
+    "loss": "the GAN objective: " + ", ".join(LOSSES),
+    "d_norm": "D's normalisation: " + ", ".join(D_NORMS) + " (wgan-gp needs none or spectral)",
+    "gp_weight": "weight of the gradient penalty of --loss wgan-gp",
+    "ema": "sample from an average of G's weights with this decay, e.g. 0.999; 0: off",
 }
 
 
@@ -63,6 +73,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
             else f"{FLAG_HELP.get(name, '')} (default: {default})".strip(),
         )
     parser.add_argument("--smooth", action="store_true", help="real-label smoothing (0.9)")
+    parser.add_argument("--flip", action="store_true", help="mirror a random half of each batch")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -99,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    config = TrainConfig(**{name: getattr(args, name) for name in TRAIN_FLAGS}, smooth=args.smooth)
+    config = TrainConfig(
+        **{name: getattr(args, name) for name in TRAIN_FLAGS}, smooth=args.smooth, flip=args.flip
+    )
     trainer = Trainer(config)
     if args.resume:
         trainer.resume()

@@ -10,11 +10,17 @@ import math
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
 
 from facegan.errors import ConfigError
 
 IMAGE_SIZES = tuple(2**k for k in range(4, 9))
 MAX_WIDTH = 8
+# How D normalises its hidden layers: the paper's BatchNorm, spectral norm on every conv
+# (Miyato et al. 2018; no BatchNorm), or nothing (the critic of WGAN-GP, whose per-image
+# gradient penalty BatchNorm would mix across the batch).
+D_NORMS = ("batch", "spectral", "none")
 
 
 def check_image_size(image_size: int) -> int:
@@ -72,12 +78,16 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Maps images (N, 3, S, S) to one logit per image, shape (N, 1); no sigmoid."""
+    """Maps images (N, 3, S, S) to one logit per image, shape (N, 1); no sigmoid.
 
-    def __init__(self, conv_dim: int = 64, image_size: int = 32):
+    norm chooses the hidden layers' normalisation, one of D_NORMS (default: BatchNorm).
+    """
+
+    def __init__(self, conv_dim: int = 64, image_size: int = 32, norm: str = "batch"):
         super().__init__()
         check_positive("conv_dim", conv_dim)
-        self.conv_dim, self.image_size = conv_dim, image_size
+        check_d_norm(norm)
+        self.conv_dim, self.image_size, self.norm = conv_dim, image_size, norm
         widths = channel_widths(conv_dim, image_size)
         # No BatchNorm on the first layer, as in the paper: it would normalise away the
         # colour statistics that tell real from fake.
@@ -86,16 +96,24 @@ class Discriminator(nn.Module):
             nn.LeakyReLU(0.2, inplace=True),
         ]
         for c_in, c_out in zip(widths, widths[1:], strict=False):
-            layers += [
-                nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(c_out),
-                nn.LeakyReLU(0.2, inplace=True),
-            ]
+            if norm == "batch":
+                layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out)]
+            else:
+                layers += [nn.Conv2d(c_in, c_out, 4, 2, 1)]
+            layers += [nn.LeakyReLU(0.2, inplace=True)]
         layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0)]
+        if norm == "spectral":
+            layers = [spectral_norm(m) if isinstance(m, nn.Conv2d) else m for m in layers]
         self.net = nn.Sequential(*layers)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images).reshape(images.shape[0], 1)
+
+
+def check_d_norm(norm: str) -> None:
+    """Raise ConfigError unless norm is one of D_NORMS."""
+    if norm not in D_NORMS:
+        raise ConfigError(f"d_norm {norm!r} is unknown: choose one of {D_NORMS}.")
 
 
 def weights_init_normal(m: nn.Module) -> None:
@@ -104,7 +122,11 @@ def weights_init_normal(m: nn.Module) -> None:
     Apply with `model.apply(weights_init_normal)`.
     """
     if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
-        nn.init.normal_(m.weight, 0.0, 0.02)
+        # Under spectral norm, .weight is computed from the stored original: set that.
+        if parametrize.is_parametrized(m, "weight"):
+            nn.init.normal_(m.parametrizations.weight.original, 0.0, 0.02)
+        else:
+            nn.init.normal_(m.weight, 0.0, 0.02)
         if m.bias is not None:
             nn.init.zeros_(m.bias)
     elif isinstance(m, nn.BatchNorm2d):
@@ -113,10 +135,10 @@ def weights_init_normal(m: nn.Module) -> None:
 
 
 def build_models(
-    z_size: int = 100, conv_dim: int = 64, image_size: int = 32
+    z_size: int = 100, conv_dim: int = 64, image_size: int = 32, d_norm: str = "batch"
 ) -> tuple[Discriminator, Generator]:
     """A discriminator and generator pair, initialised the DCGAN way."""
-    discriminator = Discriminator(conv_dim, image_size)
+    discriminator = Discriminator(conv_dim, image_size, d_norm)
     generator = Generator(z_size, conv_dim, image_size)
     discriminator.apply(weights_init_normal)
     generator.apply(weights_init_normal)

@@ -37,16 +37,25 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from facegan.data import FaceDataset, epoch_order, load_faces, to_float
+from facegan.ema import WeightAverage
 from facegan.errors import CheckpointError, ConfigError, FaceGanError
-from facegan.losses import discriminator_loss, generator_loss
-from facegan.models import Generator, build_models, check_image_size, check_positive
+from facegan.losses import check_loss, discriminator_loss, generator_loss, gradient_penalty
+from facegan.models import (
+    Generator,
+    build_models,
+    check_d_norm,
+    check_image_size,
+    check_positive,
+)
 
 # Format 2 added the global RNG states and the history rows.
 CHECKPOINT_FORMAT = 2
 DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("auto", "fp32", "bf16")
-# Fields that fix the shape of the networks: a resume must not change them.
+# Fields that fix the shape of the generator, and of what a checkpoint holds besides it:
+# a resume must not change them.
 ARCHITECTURE_FIELDS = ("image_size", "z_size", "conv_dim")
+RESUME_FIELDS = (*ARCHITECTURE_FIELDS, "d_norm", "ema_on")
 GRID_PADDING = 2  # black pixels around and between the faces of a sample grid
 
 
@@ -73,6 +82,11 @@ class TrainConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     smooth: bool = False
+    loss: str = "bce"  # one of facegan.losses.LOSSES
+    d_norm: str = "batch"  # one of facegan.models.D_NORMS
+    gp_weight: float = 10.0  # the gradient penalty's weight, for loss "wgan-gp"
+    ema: float = 0.0  # decay of an average of G's weights used for sampling; 0: off
+    flip: bool = False  # mirror a random half of each real batch
     n_samples: int = 64
     log_every: int = 20
     checkpoint_every: int = 0  # 0: checkpoints at epoch ends only; K: also every K steps
@@ -96,6 +110,19 @@ class TrainConfig:
             raise ConfigError(
                 f"precision {self.precision!r} is unknown: choose one of {PRECISIONS}."
             )
+        check_loss(self.loss, self.smooth)
+        check_d_norm(self.d_norm)
+        if self.loss == "wgan-gp" and self.d_norm == "batch":
+            raise ConfigError(
+                "loss wgan-gp penalises each image's gradient, which BatchNorm in D mixes "
+                "across the batch: use --d-norm none or --d-norm spectral with it."
+            )
+        if not 0 <= self.ema < 1:
+            raise ConfigError(
+                f"ema must be a decay in [0, 1) (0 turns it off; 0.999 is usual), got {self.ema!r}."
+            )
+        if not self.gp_weight >= 0:
+            raise ConfigError(f"gp_weight must be zero or positive, got {self.gp_weight!r}.")
         if not (self.lr > 0 and 0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ConfigError(
                 f"Adam settings lr={self.lr}, betas=({self.beta1}, {self.beta2}) are out of "
@@ -154,11 +181,15 @@ def train_step(
     z: torch.Tensor,
     smooth: bool = False,
     amp_dtype: torch.dtype | None = None,
+    loss: str = "bce",
+    gp_weight: float = 10.0,
 ) -> dict[str, torch.Tensor]:
-    """One DCGAN update: a discriminator step, then a generator step on the same fakes.
+    """One GAN update: a discriminator step, then a generator step on the same fakes.
 
-    Returns detached scalars d_loss, g_loss, d_real = mean D(x), d_fake = mean D(G(z)),
-    left on the device so that the caller decides when to pay for a host sync.
+    Returns detached scalars d_loss, g_loss, and d_real, d_fake: D's mean output on real and
+    fake images before its update (a probability for "bce", the raw score otherwise), plus
+    gradient_penalty for "wgan-gp". They stay on the device so that the caller decides when
+    to pay for a host sync.
     """
     autocast = torch.autocast(real_images.device.type, amp_dtype, enabled=amp_dtype is not None)
     with autocast:
@@ -166,22 +197,29 @@ def train_step(
         d_real = discriminator(real_images)
         # detach: the discriminator's step must not push gradients into the generator.
         d_fake = discriminator(fake_images.detach())
-        d_loss = discriminator_loss(d_real, d_fake, smooth)
+        d_loss = discriminator_loss(d_real, d_fake, smooth, loss)
+        if loss == "wgan-gp":
+            penalty = gradient_penalty(discriminator, real_images, fake_images)
+            d_loss = d_loss + gp_weight * penalty
     d_optimizer.zero_grad(set_to_none=True)
     d_loss.backward()
     d_optimizer.step()
 
     with autocast:
-        g_loss = generator_loss(discriminator(fake_images))
+        g_loss = generator_loss(discriminator(fake_images), loss)
     g_optimizer.zero_grad(set_to_none=True)
     g_loss.backward()
     g_optimizer.step()
-    return {
+    as_output = torch.sigmoid if loss == "bce" else torch.clone
+    stats = {
         "d_loss": d_loss.detach(),
         "g_loss": g_loss.detach(),
-        "d_real": torch.sigmoid(d_real.detach().float()).mean(),
-        "d_fake": torch.sigmoid(d_fake.detach().float()).mean(),
+        "d_real": as_output(d_real.detach().float()).mean(),
+        "d_fake": as_output(d_fake.detach().float()).mean(),
     }
+    if loss == "wgan-gp":
+        stats["gradient_penalty"] = penalty.detach()
+    return stats
 
 
 def save_atomic(obj: object, path: Path) -> None:
@@ -238,13 +276,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return state
 
 
-def generator_from_checkpoint(path: str | os.PathLike) -> Generator:
-    """The trained generator of a checkpoint, in eval mode, on the CPU."""
+def generator_from_checkpoint(path: str | os.PathLike, average: bool = True) -> Generator:
+    """The trained generator of a checkpoint, in eval mode, on the CPU.
+
+    With average (the default) it is the weight average when the run kept one (ema > 0).
+    """
     state = load_checkpoint(path)
     try:
         config = {name: state["config"][name] for name in ARCHITECTURE_FIELDS}
         generator = Generator(config["z_size"], config["conv_dim"], config["image_size"])
-        generator.load_state_dict(state["generator"])
+        averaged = state.get("ema_generator") if average else None
+        generator.load_state_dict(averaged or state["generator"])
     except (KeyError, TypeError, RuntimeError, FaceGanError) as err:
         # A hand-edited or foreign file: say so instead of showing load_state_dict's traceback.
         raise CheckpointError(
@@ -253,6 +295,14 @@ def generator_from_checkpoint(path: str | os.PathLike) -> Generator:
             "was not written by facegan."
         ) from err
     return generator.eval()
+
+
+def _resume_view(config: dict) -> dict:
+    """The RESUME_FIELDS of a config, with the defaults of fields older runs did not record."""
+    view = {name: config.get(name) for name in ARCHITECTURE_FIELDS}
+    view["d_norm"] = config.get("d_norm", "batch")
+    view["ema_on"] = bool(config.get("ema", 0.0))
+    return view
 
 
 def _describe(config: object) -> str:
@@ -351,10 +401,11 @@ class Trainer:
         np.random.seed(config.seed % 2**32)
         torch.manual_seed(config.seed)
         self.discriminator, self.generator = build_models(
-            config.z_size, config.conv_dim, config.image_size
+            config.z_size, config.conv_dim, config.image_size, config.d_norm
         )
         self.discriminator.to(self.device)
         self.generator.to(self.device)
+        self.ema = WeightAverage(self.generator, config.ema) if config.ema else None
         self.d_optimizer, self.g_optimizer = make_optimizers(
             self.discriminator, self.generator, config.lr, (config.beta1, config.beta2)
         )
@@ -373,6 +424,11 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.run_dir / "checkpoints" / "last.pt"
 
+    @property
+    def sampling_generator(self) -> Generator:
+        """The generator that draws the run's pictures: G's weight average when ema is on."""
+        return self.ema.average if self.ema else self.generator
+
     def state_dict(self) -> dict:
         """Everything that a resume needs, as tensors and plain data only.
 
@@ -382,6 +438,7 @@ class Trainer:
             "format": CHECKPOINT_FORMAT,
             "config": asdict(self.config),
             "generator": self.generator.state_dict(),
+            "ema_generator": self.ema.average.state_dict() if self.ema else None,
             "discriminator": self.discriminator.state_dict(),
             "g_optimizer": self.g_optimizer.state_dict(),
             "d_optimizer": self.d_optimizer.state_dict(),
@@ -403,11 +460,11 @@ class Trainer:
     def resume(self) -> None:
         """Load the run folder's last checkpoint; history.jsonl is rewritten to match it."""
         state = load_checkpoint(self.checkpoint_path)
-        saved = state["config"]
+        saved, now = _resume_view(state["config"]), _resume_view(asdict(self.config))
         changed = [
-            f"{k}: checkpoint {saved.get(k)!r}, now {getattr(self.config, k)!r}"
-            for k in ARCHITECTURE_FIELDS
-            if saved.get(k) != getattr(self.config, k)
+            f"{k}: checkpoint {saved[k]!r}, now {now[k]!r}"
+            for k in RESUME_FIELDS
+            if saved[k] != now[k]
         ]
         if changed:
             raise CheckpointError(
@@ -416,6 +473,8 @@ class Trainer:
                 + "). Resume with the original settings or use a new --out."
             )
         self.generator.load_state_dict(state["generator"])
+        if self.ema:
+            self.ema.average.load_state_dict(state["ema_generator"])
         self.discriminator.load_state_dict(state["discriminator"])
         self.g_optimizer.load_state_dict(state["g_optimizer"])
         self.d_optimizer.load_state_dict(state["d_optimizer"])
@@ -454,7 +513,7 @@ class Trainer:
                 self.epoch += 1
                 self.batch_in_epoch = 0
                 save_grid(
-                    sample_images(self.generator, self.fixed_z),
+                    sample_images(self.sampling_generator, self.fixed_z),
                     self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png",
                 )
                 self.save_checkpoint()
@@ -486,7 +545,11 @@ class Trainer:
                     z.to(self.device),
                     config.smooth,
                     self.amp_dtype,
+                    config.loss,
+                    config.gp_weight,
                 )
+                if self.ema:
+                    self.ema.update(self.generator, self.step)
                 self.window.append(stats)
                 self.step += 1
                 self.batch_in_epoch += 1
@@ -508,7 +571,13 @@ class Trainer:
         order = epoch_order(len(self.images), self.config.seed, self.epoch)
         for b in range(self.batch_in_epoch, self.steps_per_epoch):
             index = order[b * size : (b + 1) * size].to(self.device)
-            yield to_float(self.images[index])
+            batch = to_float(self.images[index])
+            if self.config.flip:
+                # Drawn from z_rng, whose state the checkpoint keeps: a resume flips the same.
+                mirror = torch.rand(size, generator=self.z_rng) < 0.5
+                mirror = mirror.to(self.device).view(size, 1, 1, 1)
+                batch = torch.where(mirror, batch.flip(3), batch)
+            yield batch
 
     def _log(self, seconds: float) -> dict:
         """Average the window's stats (one host sync), check them, append a history row."""

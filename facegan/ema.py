@@ -1,0 +1,37 @@
+"""An exponential moving average (EMA) of the generator's weights, for sampling.
+
+G's weights wander from step to step as it chases D; their running average draws smoother,
+steadier faces (Yazıcı et al. 2019, "The unusual effectiveness of averaging in GAN
+training"). The average covers BatchNorm's running statistics too, so that eval-mode
+sampling normalises with statistics that match the averaged weights.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+class WeightAverage:
+    """Holds `average`, a copy of a model whose weights follow the model's by EMA."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.average = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def effective_decay(self, step: int) -> float:
+        """The decay at a step: smaller early on, so that the average forgets the random init."""
+        return min(self.decay, (1 + step) / (10 + step))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        """Move the average towards model's current weights (step counts from 0)."""
+        weight = 1 - self.effective_decay(step)
+        averaged = self.average.state_dict()
+        for name, value in model.state_dict().items():
+            if value.is_floating_point():
+                averaged[name].lerp_(value, weight)
+            else:  # counters such as BatchNorm's num_batches_tracked
+                averaged[name].copy_(value)
