@@ -1,11 +1,11 @@
-# make report | make test | make bench   (each creates .venv from requirements.txt when missing)
+# make report | make test | make data | make bench   (each creates .venv from requirements.txt when missing)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Reports and tests write their data cache inside the project unless the user chose one.
 export FACEGAN_CACHE ?= $(CURDIR)/.cache/facegan
 
-.PHONY: report test lint bench clean
+.PHONY: report test lint data bench clean
 
 $(VENV)/installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(VENV)/installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
+
+# CelebA into data/, where --data celeba looks; an interrupted download resumes.
+data: $(VENV)/installed
+	$(PY) -m facegan data download celeba
 
 bench: $(VENV)/installed
 	$(PY) benchmarks/synthfaces.py

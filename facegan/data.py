@@ -54,12 +54,16 @@ class FaceDataset(Dataset):
         source: str,
         attributes: dict[str, np.ndarray] | None = None,
         skipped: list[str] | None = None,
+        key: str | None = None,
     ) -> None:
         self.images = images
         self.image_size = int(images.shape[1])
         self.source = source
         self.attributes = attributes
         self.skipped = list(skipped or [])
+        # Names exactly these images (source, size, count, preprocessing): caches of
+        # statistics about them, such as FID's reference, are keyed on it.
+        self.key = key or f"{source}-{self.image_size}px-{len(images)}"
 
     def __len__(self) -> int:
         return len(self.images)
@@ -379,7 +383,7 @@ def _read_cache(npy: Path) -> FaceDataset | None:
         images = np.load(npy, mmap_mode="r")
     except (OSError, ValueError, KeyError):
         return None
-    return FaceDataset(images, meta["source"], attributes, meta["skipped"])
+    return FaceDataset(images, meta["source"], attributes, meta["skipped"], npy.stem)
 
 
 def _write_meta(

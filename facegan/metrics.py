@@ -1,15 +1,19 @@
-"""Measures of generated faces.
+"""Measures of generated faces, and the Evaluator that training and `eval` use.
 
 Face detection uses OpenCV's Haar frontal-face cascade under one fixed protocol, so that rates
 from the synthetic set, the real data and the generator can be compared with each other.
+Synthetic-face coverage lives in facegan.coverage, FID and KID in facegan.fid; the Evaluator
+runs whichever apply and names the main metric, by which runs keep their best checkpoint.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 
 import cv2
 import numpy as np
+import torch
 
 from facegan.errors import ConfigError, FaceGanError
 
@@ -69,3 +73,91 @@ def _check_images(images: np.ndarray) -> None:
         )
     if len(images) == 0:
         raise ConfigError("face detection needs at least one image, got an empty batch.")
+
+
+METRICS = ("faces", "coverage", "fid")
+# The main metric is the first of these that a result holds, and whether higher is better:
+# FID when Inception is at hand, else attribute KL on the built-in faces, else the ratio of
+# generated to real face-detection rates.
+MAIN_METRICS = (("fid", False), ("attribute_kl", False), ("face_rate_ratio", True))
+
+
+class Evaluator:
+    """Scores batches of generated faces against one real set; real-side figures are cached.
+
+    real: uint8 [N, S, S, 3] faces of the training data. synthetic: whether they are the
+    built-in faces, whose attributes make the coverage measures possible. reference_key names
+    the real set in the FID statistics cache. extractor stands in for Inception (tests).
+    """
+
+    def __init__(
+        self,
+        real: np.ndarray,
+        synthetic: bool,
+        reference_key: str,
+        metrics: Sequence[str] = METRICS,
+        extractor: object | None = None,
+        progress: bool = True,
+    ) -> None:
+        unknown = sorted(set(metrics) - set(METRICS))
+        if unknown or not metrics:
+            raise ConfigError(f"metrics {unknown or '[]'} unknown: choose from {METRICS}.")
+        _check_images(real)
+        self.real, self.synthetic, self.reference_key = real, synthetic, reference_key
+        self.metrics, self.extractor, self.progress = tuple(metrics), extractor, progress
+        self._real_face_rate: float | None = None
+
+    def __call__(self, generated: np.ndarray) -> dict:
+        """The metrics of generated faces (uint8 [N, S, S, 3]) as a flat dict of numbers."""
+        _check_images(generated)
+        if generated.shape[1:] != self.real.shape[1:]:
+            raise ConfigError(
+                f"generated faces are {generated.shape[1]} px but the real ones are "
+                f"{self.real.shape[1]} px: evaluate at the training size."
+            )
+        result: dict = {"n": len(generated)}
+        if "faces" in self.metrics:
+            result.update(self._faces(generated))
+        if "coverage" in self.metrics and self.synthetic:
+            from facegan.coverage import coverage
+
+            result.update(coverage(generated, progress=self.progress))
+        if "fid" in self.metrics:
+            from facegan.fid import fidelity_metrics
+
+            result.update(
+                fidelity_metrics(
+                    generated, self.reference_key, self.real, self.extractor, self.progress
+                )
+            )
+        result["main_metric"] = main_metric(result)[0]
+        return result
+
+    def _faces(self, generated: np.ndarray) -> dict:
+        if self._real_face_rate is None:
+            self._real_face_rate = face_detection_rate(self.real[: len(generated)])
+        rate = face_detection_rate(generated)
+        ratio = rate / self._real_face_rate if self._real_face_rate else float("nan")
+        return {"face_rate": rate, "face_rate_real": self._real_face_rate, "face_rate_ratio": ratio}
+
+
+def main_metric(result: dict) -> tuple[str, bool]:
+    """The name of a result's main metric and whether higher is better."""
+    for name, higher in MAIN_METRICS:
+        if result.get(name) is not None:
+            return name, higher
+    raise ConfigError("the result holds no metric that can rank checkpoints; evaluate 'faces'.")
+
+
+def is_better(result: dict, best: dict | None) -> bool:
+    """Whether result beats best on result's main metric (any result beats none)."""
+    name, higher = main_metric(result)
+    if best is None or best.get(name) is None:
+        return True
+    return result[name] > best[name] if higher else result[name] < best[name]
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Generator output [N, 3, S, S] in [-1, 1] as uint8 [N, S, S, 3], rounded like a PNG."""
+    pixels = images.detach().float().clamp(-1, 1).add(1).mul(127.5).add_(0.5).floor_()
+    return pixels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

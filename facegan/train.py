@@ -40,6 +40,7 @@ from facegan.data import FaceDataset, epoch_order, load_faces, to_float
 from facegan.ema import WeightAverage
 from facegan.errors import CheckpointError, ConfigError, FaceGanError
 from facegan.losses import check_loss, discriminator_loss, generator_loss, gradient_penalty
+from facegan.metrics import Evaluator, is_better, to_uint8
 from facegan.models import (
     Generator,
     build_models,
@@ -57,6 +58,9 @@ PRECISIONS = ("auto", "fp32", "bf16")
 ARCHITECTURE_FIELDS = ("image_size", "z_size", "conv_dim")
 RESUME_FIELDS = (*ARCHITECTURE_FIELDS, "d_norm", "ema_on")
 GRID_PADDING = 2  # black pixels around and between the faces of a sample grid
+# Evaluations draw their own z from seed + this, so they leave training's random streams alone.
+EVAL_SEED_OFFSET = 7919
+EVAL_BATCH = 512
 
 
 class TrainingDiverged(FaceGanError):
@@ -87,6 +91,8 @@ class TrainConfig:
     gp_weight: float = 10.0  # the gradient penalty's weight, for loss "wgan-gp"
     ema: float = 0.0  # decay of an average of G's weights used for sampling; 0: off
     flip: bool = False  # mirror a random half of each real batch
+    eval_every: int = 0  # evaluate every K epochs (and after the last); 0: never
+    eval_n: int = 2048  # faces drawn per evaluation
     n_samples: int = 64
     log_every: int = 20
     checkpoint_every: int = 0  # 0: checkpoints at epoch ends only; K: also every K steps
@@ -96,12 +102,9 @@ class TrainConfig:
         check_image_size(self.image_size)
         for name in ("epochs", "batch_size", "z_size", "conv_dim", "n_samples", "log_every"):
             check_positive(name, getattr(self, name))
-        every = self.checkpoint_every
-        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
-            raise ConfigError(
-                f"checkpoint_every must be 0 (epoch ends only) or a positive number of steps, "
-                f"got {every!r}."
-            )
+        check_positive("eval_n", self.eval_n)
+        _check_interval("eval_every", self.eval_every, "never", "epochs")
+        _check_interval("checkpoint_every", self.checkpoint_every, "epoch ends only", "steps")
         if self.n_images is not None:
             check_positive("n_images", self.n_images)
         if self.device not in DEVICES:
@@ -128,6 +131,13 @@ class TrainConfig:
                 f"Adam settings lr={self.lr}, betas=({self.beta1}, {self.beta2}) are out of "
                 "range: lr must be positive and each beta in [0, 1)."
             )
+
+
+def _check_interval(name: str, every: object, zero_means: str, unit: str) -> None:
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        raise ConfigError(
+            f"{name} must be 0 ({zero_means}) or a positive number of {unit}, got {every!r}."
+        )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -375,7 +385,13 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int = 8) -> N
 class Trainer:
     """Trains one run. `fit()` returns the history; Ctrl-C saves and returns early."""
 
-    def __init__(self, config: TrainConfig, dataset: FaceDataset | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        dataset: FaceDataset | None = None,
+        evaluator: Evaluator | None = None,
+    ) -> None:
+        """evaluator scores the faces when eval_every is set; by default one over the dataset."""
         config.validate()
         self.config = config
         self.device = resolve_device(config.device)
@@ -419,6 +435,11 @@ class Trainer:
         self.step = 0
         self.history: list[dict] = []
         self.window: list[dict[str, torch.Tensor]] = []  # step stats not yet logged
+        self.evaluator = evaluator
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "best.pt"
 
     @property
     def checkpoint_path(self) -> Path:
@@ -487,10 +508,11 @@ class Trainer:
         self.history = state["history"]
         write_history(self.run_dir, self.history)
 
-    def fit(self, progress: bool = True) -> list[dict]:
+    def fit(self, progress: bool = True, max_steps: int | None = None) -> list[dict]:
         """Train until config.epochs epochs are done; returns the history rows.
 
-        Ctrl-C (SIGINT) and SIGTERM finish the current step, save a checkpoint and return.
+        Ctrl-C (SIGINT) and SIGTERM finish the current step, save a checkpoint and return;
+        so does reaching max_steps steps in all (a compute budget; resume continues).
         """
         if self.step == 0 and self.checkpoint_path.exists():
             raise ConfigError(
@@ -503,11 +525,11 @@ class Trainer:
         _replace_text(self.run_dir / "config.json", json.dumps(asdict(self.config), indent=2))
         with StopSignals() as stop:
             while self.epoch < self.config.epochs:
-                if not self._train_epoch(progress, stop):
+                if not self._train_epoch(progress, stop, max_steps):
                     path = self.save_checkpoint()
                     print(
-                        f"\nStopped by {stop.received} at step {self.step}: saved {path}. "
-                        "Continue with --resume (or Trainer.resume())."
+                        f"\nStopped by {stop.received or 'max_steps'} at step {self.step}: saved "
+                        f"{path}. Continue with --resume (or Trainer.resume())."
                     )
                     break
                 self.epoch += 1
@@ -516,11 +538,49 @@ class Trainer:
                     sample_images(self.sampling_generator, self.fixed_z),
                     self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png",
                 )
+                if self._evaluation_due():
+                    best = best_evaluation(self.history)
+                    if is_better(self.evaluate(progress), best):
+                        # best.pt before last.pt: a crash between the two re-runs this epoch's
+                        # evaluation on resume, which then writes best.pt again.
+                        save_atomic(self.state_dict(), self.best_path)
                 self.save_checkpoint()
         return self.history
 
-    def _train_epoch(self, progress: bool, stop: StopSignals) -> bool:
-        """Train the rest of the epoch; False if a stop signal cut it short."""
+    def _evaluation_due(self) -> bool:
+        every = self.config.eval_every
+        return bool(every) and (self.epoch % every == 0 or self.epoch == self.config.epochs)
+
+    def evaluate(self, progress: bool = True) -> dict:
+        """Score eval_n faces of the sampling generator; the row joins the history."""
+        config = self.config
+        if self.evaluator is None:
+            self.evaluator = Evaluator(
+                np.asarray(self.dataset.images[: config.eval_n]),
+                synthetic=self.dataset.attributes is not None,
+                reference_key=self.dataset.key,
+                progress=progress,
+            )
+        seeded = torch.Generator().manual_seed(config.seed + EVAL_SEED_OFFSET)
+        z = torch.randn(config.eval_n, config.z_size, generator=seeded)
+        generator = self.sampling_generator
+        faces = [to_uint8(sample_images(generator, part)) for part in z.split(EVAL_BATCH)]
+        row = {
+            "kind": "eval",
+            "epoch": self.epoch,
+            "step": self.step,
+            **self.evaluator(np.concatenate(faces)),
+        }
+        self._append(row)
+        return row
+
+    def _append(self, row: dict) -> None:
+        self.history.append(row)
+        with open(self.run_dir / "history.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def _train_epoch(self, progress: bool, stop: StopSignals, max_steps: int | None) -> bool:
+        """Train the rest of the epoch; False if a stop signal or max_steps cut it short."""
         config = self.config
         bar = tqdm(
             total=self.steps_per_epoch,
@@ -533,7 +593,7 @@ class Trainer:
         started = time.perf_counter()
         with bar:
             for real_images in self._batches():
-                if stop.received:
+                if stop.received or self.step == max_steps:
                     return False
                 z = torch.randn(config.batch_size, config.z_size, generator=self.z_rng)
                 stats = train_step(
@@ -563,7 +623,7 @@ class Trainer:
                 every = config.checkpoint_every
                 if every and self.step % every == 0 and self.batch_in_epoch < self.steps_per_epoch:
                     self.save_checkpoint()
-        return not stop.received
+        return not (stop.received or self.step == max_steps)
 
     def _batches(self) -> Iterator[torch.Tensor]:
         """The rest of this epoch's batches, in an order fixed by (seed, epoch)."""
@@ -596,9 +656,7 @@ class Trainer:
             **means,
             "images_per_sec": len(window) * self.config.batch_size / max(seconds, 1e-9),
         }
-        self.history.append(row)
-        with open(self.run_dir / "history.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
+        self._append(row)
         return row
 
 
@@ -630,6 +688,15 @@ class StopSignals:
     def __exit__(self, *_exc: object) -> None:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
+
+
+def best_evaluation(history: list[dict]) -> dict | None:
+    """The evaluation row that ranks best by its main metric, or None before any."""
+    best = None
+    for row in history:
+        if row.get("kind") == "eval" and is_better(row, best):
+            best = row
+    return best
 
 
 def read_history(run_dir: str | os.PathLike) -> list[dict]:
