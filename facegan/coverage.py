@@ -388,7 +388,7 @@ def _save(path: Path, key: dict[str, object], classifier: AttributeClassifier) -
         "accuracy": classifier.accuracy,
         "train_seconds": classifier.train_seconds,
     }
-    data._write_atomic(path, lambda file: torch.save(saved, file))
+    data.write_atomic(path, lambda file: torch.save(saved, file))
 
 
 def _load(path: Path, key: dict[str, object]) -> AttributeClassifier | None:

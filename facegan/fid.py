@@ -44,7 +44,7 @@ import torch
 from scipy import linalg
 from tqdm.auto import tqdm
 
-from facegan.data import _write_atomic, cache_root
+from facegan.data import cache_root, write_atomic
 from facegan.errors import ConfigError, FaceGanError
 
 # The protocol. Bump PROTOCOL_VERSION whenever a choice below changes: cached reference
@@ -473,7 +473,7 @@ def _read_reference(path: Path, meta: dict[str, object]) -> ReferenceStats | Non
 
 def _write_reference(path: Path, stats: ReferenceStats, meta: dict[str, object]) -> None:
     arrays = {"mu": stats.mu, "sigma": stats.sigma, "kid_features": stats.kid_features}
-    _write_atomic(path, lambda file: np.savez(file, meta=np.array(json.dumps(meta)), **arrays))
+    write_atomic(path, lambda file: np.savez(file, meta=np.array(json.dumps(meta)), **arrays))
 
 
 # Entry points -----------------------------------------------------------------------------
