@@ -179,7 +179,8 @@ def _find_celeba() -> Path:
             return place
     looked = ", ".join(str(Path.cwd() / place) for place in CELEBA_PLACES)
     raise DataError(
-        f"CelebA was not found. Looked at: {looked}. To get it, put processed-celeba-small.zip "
+        f"CelebA was not found. Looked at: {looked}. Fetch it with `python -m facegan data "
+        f"download celeba` (or `make data`), or put processed-celeba-small.zip "
         f"(the course zip) or img_align_celeba/ or img_align_celeba.zip (from the CelebA site) "
         f"under {Path.cwd() / 'data'}, or pass the path of a folder or .zip of face images."
     )
@@ -390,9 +391,9 @@ def _write_meta(
     npy: Path, source: str, skipped: list[str], attributes: dict[str, np.ndarray] | None
 ) -> None:
     if attributes:
-        _write_atomic(npy.with_suffix(".npz"), lambda file: np.savez(file, **attributes))
+        write_atomic(npy.with_suffix(".npz"), lambda file: np.savez(file, **attributes))
     meta = {"source": source, "skipped": skipped, "attributes": bool(attributes)}
-    _write_atomic(npy.with_suffix(".json"), lambda file: file.write(json.dumps(meta).encode()))
+    write_atomic(npy.with_suffix(".json"), lambda file: file.write(json.dumps(meta).encode()))
 
 
 def _write_images(npy: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray], int]) -> int:
@@ -411,11 +412,11 @@ def _write_images(npy: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray]
                 os.fsync(file.fileno())
             os.replace(temp, npy)
         elif count:
-            _write_atomic(npy, lambda file: np.save(file, out[:count]))
+            write_atomic(npy, lambda file: np.save(file, out[:count]))
     return count
 
 
-def _write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write a file so that a crash leaves either the old file or the whole new one."""
     with _temp_beside(path) as temp:
         with open(temp, "wb") as file:
