@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Reports and tests write their data cache inside the project unless the user chose one.
 export FACEGAN_CACHE ?= $(CURDIR)/.cache/facegan
 
-.PHONY: report test lint data bench clean
+.PHONY: report test lint data bench quality clean
 
 $(VENV)/installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ bench: $(VENV)/installed
 	$(PY) benchmarks/synthfaces.py
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/reliability.py
+
+# The recipe study (about 40 minutes on 2 cores); REAL=path/to/faces.zip adds real faces.
+quality: $(VENV)/installed
+	$(PY) benchmarks/quality.py $(if $(REAL),--real $(REAL))
 
 clean:
 	rm -rf runs/report reports .cache

@@ -61,11 +61,6 @@ def to_images(batch: torch.Tensor | np.ndarray) -> torch.Tensor:
     return ((batch.float() + 1) / 2).clamp(0, 1)
 
 
-def to_uint8(batch: torch.Tensor) -> np.ndarray:
-    """Float NCHW images in [-1, 1] -> uint8 NHWC numpy, the layout the metrics take."""
-    return (to_images(batch) * 255).round().byte().permute(0, 2, 3, 1).numpy()
-
-
 def markdown_table(values: dict[str, object], header: tuple[str, str] = ("", "")) -> str:
     """A two-column Markdown table, one row per key."""
     lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
@@ -126,15 +121,90 @@ def plot_history(history: list[dict]) -> plt.Figure:
     losses.plot(steps, [row["d_loss"] for row in rows], label="discriminator")
     losses.plot(steps, [row["g_loss"] for row in rows], label="generator")
     losses.set(title="Training losses", xlabel="step", ylabel="loss")
-    outputs.plot(steps, [row["d_real"] for row in rows], label="D(x), real")
-    outputs.plot(steps, [row["d_fake"] for row in rows], label="D(G(z)), fake")
-    outputs.axhline(0.5, color="grey", lw=0.8, ls="--")
-    outputs.set(title="Discriminator's mean output", xlabel="step", ylim=(0, 1))
+    d_real, d_fake = [row["d_real"] for row in rows], [row["d_fake"] for row in rows]
+    outputs.plot(steps, d_real, label="D(x), real")
+    outputs.plot(steps, d_fake, label="D(G(z)), fake")
+    outputs.set(title="Discriminator's mean output", xlabel="step")
+    if all(0 <= value <= 1 for value in d_real + d_fake):  # probabilities (the bce loss)
+        outputs.axhline(0.5, color="grey", lw=0.8, ls="--")
+        outputs.set(ylim=(0, 1))
     for ax in (losses, outputs):
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+# Metric curves: (history key, title, the real-data key drawn as the bound, higher is better).
+METRIC_PANELS = (
+    ("face_rate", "Faces found (Haar)", "face_rate_real", True),
+    ("mode_coverage", "Attribute modes covered", None, True),
+    ("attribute_kl", "Attribute KL to real", "real_attribute_kl", False),
+    ("confidence", "Classifier confidence", "real_confidence", True),
+    ("fid", "FID", None, False),
+    ("kid", "KID", None, False),
+)
+
+
+def plot_metrics(history: list[dict]) -> plt.Figure | None:
+    """One panel per metric the evaluations hold, against the epoch; None if there were none.
+
+    Dashed lines are the real data's own score, the bound a perfect generator would reach.
+    """
+    rows = [row for row in history if row.get("kind") == "eval"]
+    panels = [p for p in METRIC_PANELS if rows and rows[-1].get(p[0]) is not None]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False)
+    epochs = [row["epoch"] for row in rows]
+    for ax, (key, title, bound, higher) in zip(axes[0], panels, strict=True):
+        ax.plot(epochs, [row[key] for row in rows], marker="o")
+        if bound and rows[-1].get(bound) is not None:
+            ax.axhline(rows[-1][bound], color="grey", ls="--", lw=0.8, label="real data")
+            ax.legend()
+        if key == "mode_coverage":
+            ax.axhline(1.0, color="grey", ls="--", lw=0.8)
+        ax.set(title=f"{title} ({'higher' if higher else 'lower'} is better)", xlabel="epoch")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# The default report's goals: generated faces detected at least 0.8 times as often as real
+# ones, and at least 90% of the attribute combinations that real faces cover at the same N.
+GOALS = {"face_rate_ratio": 0.8, "mode_coverage": 0.9}
+
+
+def metrics_table(result: dict) -> str:
+    """A Markdown table of one evaluation: generated, real data, and the goal where one is set."""
+    lines = ["| measure | generated | real data | goal |", "|---|---:|---:|---|"]
+
+    def goal(key: str) -> str:
+        if key not in GOALS or result.get(key) is None:
+            return ""
+        met = "met" if result[key] >= GOALS[key] else "not met"
+        return f"{key.replace('_', ' ')} >= {GOALS[key]}: {met} ({result[key]:.2f})"
+
+    if result.get("face_rate") is not None:
+        lines.append(
+            f"| faces found (Haar), {result['n']:,} images | {result['face_rate']:.1%} "
+            f"| {result['face_rate_real']:.1%} | {goal('face_rate_ratio')} |"
+        )
+    if result.get("mode_coverage") is not None:
+        lines += [
+            f"| attribute modes covered | {result['modes']} | {result['modes_real']} "
+            f"| {goal('mode_coverage')} |",
+            f"| attribute KL to real (nats) | {result['attribute_kl']:.3f} "
+            f"| {result['real_attribute_kl']:.3f} | lower is better |",
+            f"| classifier confidence | {result['confidence']:.3f} "
+            f"| {result['real_confidence']:.3f} | higher is better |",
+        ]
+    if result.get("fid") is not None:
+        lines.append(f"| FID | {result['fid']:.2f} | 0 | lower is better |")
+        lines.append(f"| KID | {result['kid']:.4f} ± {result['kid_std']:.4f} | 0 | |")
+    elif result.get("fid_unavailable"):
+        lines.append(f"| FID, KID | unavailable: {result['fid_unavailable']} | | |")
+    return "\n".join(lines)
 
 
 def show_epoch_samples(run_dir: str | Path, most: int = 6) -> plt.Figure:

@@ -1,28 +1,29 @@
-"""Training throughput: the PyTorch DCGAN example's recipe (a) against facegan's path (b).
+"""Training throughput: the PyTorch DCGAN example's recipe (a) against facegan's Trainer (b).
 
 Run from the repository root:
 
     python benchmarks/throughput.py [--sizes 32 64] [--images N [N ...]] [--repeats 3]
-                                    [--device auto] [--profile STEPS] [--out PATH]
+                                    [--device auto] [--compile] [--profile STEPS] [--out PATH]
 
 Both sides train on the same JPEG files in one process, timed in turns (a, b, b, a, a, b):
 the CPU may be shared, so only ratios of figures measured side by side mean much, and every
-figure is the median of the repeats.
+figure is the median of the repeats. Warm-up steps are never timed.
 
 (a) pytorch/examples dcgan/main.py, rewritten here: ImageFolder over the JPEGs with
     Resize/CenterCrop/ToTensor/Normalize, DataLoader(batch 128, shuffle, 2 workers), the
     example's nets (Sigmoid + BCELoss), its weights_init and its loop with five .item() calls
-    per step. A repeat is one whole epoch, so it includes the workers' start-up and shutdown
-    that every epoch of the example pays. The example's image saving every 100 steps and its
-    per-epoch checkpoints are left out, as are facegan's (see (b)).
-(b) facegan's models and facegan.train.train_step, fed the way Trainer._batches feeds them:
-    the images decoded once (facegan.data.load_faces, timed apart, not in the loop) and held as
-    a uint8 tensor, each batch drawn by index in facegan.data.epoch_order and converted by
-    facegan.data.to_float. The CPU variants (layout, threads, bf16) are timed side by side
-    first and the fastest becomes (b).
+    per step, at torch's default thread count. A repeat is one whole epoch, so it includes the
+    workers' start-up and shutdown that every epoch of the example pays. The example's image
+    saving every 100 steps and its per-epoch checkpoints are left out, as are facegan's.
+(b) facegan.train.Trainer itself, through Trainer.train_steps: the images decoded once
+    (facegan.data.load_faces, timed apart, not in the loop) and held as a uint8 tensor on the
+    training device, each batch drawn by index, one host sync per repeat. The variants timed
+    are TrainConfig settings (channels_last, threads, precision, compile), side by side; the
+    fastest becomes (b). On CUDA the Trainer also uses fused Adam and cuDNN's algorithm search.
 
 FLOPs per image of one training step are counted from the layer shapes, see step_flops().
-Writes benchmarks/results/throughput.json (hardware, versions, settings, raw figures).
+Writes benchmarks/results/throughput.json (hardware, load average, versions, settings, raw
+figures, the projected time of one CelebA epoch, and on CUDA the share of the GPU's peak).
 With --profile STEPS it times nothing: it runs torch.profiler over a few steps of (a) and of
 each variant of (b) and prints where the time goes.
 """
@@ -56,10 +57,10 @@ from torchvision import datasets, transforms
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from facegan.data import epoch_order, load_faces, to_float  # noqa: E402
+from facegan.data import FaceDataset, load_faces  # noqa: E402
 from facegan.models import build_models  # noqa: E402
 from facegan.synthfaces import render_faces  # noqa: E402
-from facegan.train import make_optimizers, resolve_device, train_step  # noqa: E402
+from facegan.train import TrainConfig, Trainer, resolve_device  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "throughput.json"
 # Images per timed repeat. 2,560 at 64 px would take 2-3 min per epoch on the shared 2-core
@@ -69,8 +70,17 @@ DEFAULT_IMAGES = {16: 2048, 32: 2048, 64: 384, 128: 128, 256: 128}
 # step is enough above 32 px, where a step takes seconds.
 DEFAULT_WARMUP = {16: 2, 32: 2}
 LOSS_WINDOW = 10  # the loss check averages the last this-many steps
+# How far apart (a)'s and (b)'s loss check may be: each statistic within its absolute
+# tolerance or 15% of the larger value. Same seed, same data and same number of steps still
+# leave different inits and batch orders; a (b) whose generator never learns misses these.
+LOSS_TOLERANCE = {"d_loss": 0.35, "g_loss": 0.35, "d_real": 0.15, "d_fake": 0.15}
+LOSS_RELATIVE = 0.15
 JPEG_QUALITY = 95
-HOPELESS = 10.0  # bf16 is dropped when its warm-up step is this many times a fp32 step
+HOPELESS = 10.0  # CPU bf16 is dropped when its warm-up step is this many times a fp32 step
+CELEBA_IMAGES = 202_599  # the projected epoch: all of CelebA's aligned faces
+# Dense (no sparsity) bf16 tensor-core peak, TFLOP/s, by torch.cuda.get_device_name(). The
+# H100 SXM's 989 is NVIDIA's datasheet figure; the H200 is the same chip at the same clocks.
+PEAK_BF16_TFLOPS = {"NVIDIA H100 80GB HBM3": 989.0, "NVIDIA H200": 989.0}
 CPU_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx_vnni", "amx_bf16")
 FLOP_FORMULA = (
     "per image, MACs x 2: forward G + 3 D (real, detached fake, fake for the G step); "
@@ -220,7 +230,7 @@ class ExampleRun:
     """The example's nets, optimisers and training loop over its DataLoader."""
 
     def __init__(self, root: Path, size: int, settings: Settings) -> None:
-        self.device, self.nz = settings.device, settings.z_size
+        self.device, self.nz, self.threads = settings.device, settings.z_size, settings.threads
         # Seeded before anything draws: the loader's shuffle and the noise use the global RNG.
         torch.manual_seed(settings.seed)
         self.loader = example_loader(root, size, settings.batch_size, settings.workers)
@@ -276,16 +286,18 @@ class ExampleRun:
         The clock covers the iterator's creation, so the worker start-up is in it.
         """
         images = 0
-        start = time.perf_counter()
-        batches = iter(self.loader)
-        for i, data in enumerate(batches):
-            if steps is not None and i == steps:
-                break
-            self.stats.append(self.step(data))
-            images += len(data[0])
-        del batches  # a partial epoch: shut the workers down now, not at garbage collection
-        synchronize(self.device)
-        return images, time.perf_counter() - start
+        with torch_threads(self.threads):  # the example leaves torch's default
+            start = time.perf_counter()
+            batches = iter(self.loader)
+            for i, data in enumerate(batches):
+                if steps is not None and i == steps:
+                    break
+                self.stats.append(self.step(data))
+                images += len(data[0])
+            del batches  # a partial epoch: shut the workers down now, not at garbage collection
+            synchronize(self.device)
+            seconds = time.perf_counter() - start
+        return images, seconds
 
 
 # --- (b) facegan ------------------------------------------------------------------------------
@@ -293,78 +305,89 @@ class ExampleRun:
 
 @dataclass(frozen=True)
 class Variant:
-    """One way of running facegan's step: memory layout, thread count, autocast dtype."""
+    """One set of TrainConfig speed settings for (b); the rest of the config is shared."""
 
-    name: str
-    channels_last: bool = False
-    threads: int | None = None  # None leaves torch's default (one per core)
-    amp_dtype: torch.dtype | None = None
+    channels_last: str = "auto"
+    threads: int = 0
+    precision: str = "auto"
+    compile: bool = False
+
+    def options(self) -> dict:
+        return {
+            "channels_last": self.channels_last,
+            "threads": self.threads,
+            "precision": self.precision,
+            "compile": self.compile,
+        }
 
 
 class FaceganRun:
-    """facegan's models and train_step, fed by index from the uint8 images in memory."""
+    """A facegan Trainer over the decoded images, timed through Trainer.train_steps."""
 
-    def __init__(self, images: torch.Tensor, variant: Variant, settings: Settings) -> None:
-        self.images, self.variant = images, variant
-        self.device, self.seed = settings.device, settings.seed
-        self.batch_size, self.z_size = settings.batch_size, settings.z_size
-        size = images.shape[1]
-        torch.manual_seed(settings.seed)
-        self.discriminator, self.generator = build_models(settings.z_size, settings.conv_dim, size)
-        for model in (self.discriminator, self.generator):
-            model.to(self.device)
-            if variant.channels_last:
-                model.to(memory_format=torch.channels_last)
-        self.d_optimizer, self.g_optimizer = make_optimizers(self.discriminator, self.generator)
-        self.z_rng = torch.Generator().manual_seed(settings.seed)
-        self.epoch = 0  # each run() call takes the next epoch's order
+    def __init__(self, faces: FaceDataset, variant: Variant, settings: Settings) -> None:
+        self.variant, self.settings = variant, settings
+        config = TrainConfig(
+            image_size=faces.image_size,
+            batch_size=settings.batch_size,
+            z_size=settings.z_size,
+            conv_dim=settings.conv_dim,
+            seed=settings.seed,
+            device=settings.device.type,
+            out=str(settings.unused_run_dir),  # train_steps writes nothing
+            **variant.options(),
+        )
+        # Built at the process's default thread count, so that "auto" resolves the same for
+        # every variant whatever another variant set before.
+        with torch_threads(settings.threads):
+            self.trainer = Trainer(config, faces)
+        self.name = describe(variant, self.trainer)
         self.stats: list[dict[str, float]] = []
 
-    def batches(self, steps: int | None) -> Iterator[torch.Tensor]:
-        """This epoch's batches, drawn by index as Trainer._batches draws them."""
-        order = epoch_order(len(self.images), self.seed, self.epoch)
-        count = len(self.images) // self.batch_size if steps is None else steps
-        for b in range(count):
-            index = order[b * self.batch_size : (b + 1) * self.batch_size].to(self.device)
-            batch = to_float(self.images[index])
-            if self.variant.channels_last:
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            yield batch
+    def resolved(self) -> dict:
+        """What the Trainer actually runs with: the settings to check on a GPU."""
+        trainer = self.trainer
+        return {
+            "config": self.variant.options(),
+            "amp_dtype": str(trainer.amp_dtype),
+            "channels_last": trainer.channels_last,
+            "threads": trainer.threads,
+            "compile": self.variant.compile,
+            "fused_adam": bool(trainer.d_optimizer.defaults["fused"]),
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "images_on": str(trainer.images.device),
+        }
 
     def run(self, steps: int | None = None) -> tuple[int, float]:
-        """Train one epoch (or its first `steps` batches); returns (images, seconds)."""
-        with torch_threads(self.variant.threads):
+        """Train one epoch (or `steps` steps); returns (images, seconds)."""
+        count = steps or self.trainer.steps_per_epoch
+        with torch_threads(self.settings.threads):
             start = time.perf_counter()
-            pending = []
-            for real_images in self.batches(steps):
-                z = torch.randn(self.batch_size, self.z_size, generator=self.z_rng)
-                pending.append(
-                    train_step(
-                        self.discriminator,
-                        self.generator,
-                        self.d_optimizer,
-                        self.g_optimizer,
-                        real_images,
-                        z.to(self.device),
-                        amp_dtype=self.variant.amp_dtype,
-                    )
-                )
-            # One host sync for the whole run, as Trainer pays one per logging window.
-            names = list(pending[0])
-            values = torch.stack([torch.stack([s[k] for k in names]) for s in pending]).tolist()
-            synchronize(self.device)
+            self.stats += self.trainer.train_steps(count)  # ends with a host sync
+            synchronize(self.settings.device)
             seconds = time.perf_counter() - start
-        self.epoch += 1
-        self.stats += [dict(zip(names, row, strict=True)) for row in values]
-        return len(pending) * self.batch_size, seconds
+        return count * self.settings.batch_size, seconds
+
+
+def describe(variant: Variant, trainer: Trainer) -> str:
+    """What a variant runs as, then what it asked for: "fp32, NCHW, 1 thread [threads=1]"."""
+    parts = [
+        "bf16" if trainer.amp_dtype == torch.bfloat16 else "fp32",
+        "channels_last" if trainer.channels_last else "NCHW",
+    ]
+    if trainer.device.type == "cpu":
+        parts.append(f"{trainer.threads} thread{'s' * (trainer.threads > 1)}")
+    if variant.compile:
+        parts.append("compile")
+    defaults = Variant().options()
+    asked = [f"{k}={v}" for k, v in variant.options().items() if v != defaults[k]]
+    return f"{', '.join(parts)} [{' '.join(asked) or 'defaults'}]"
 
 
 @contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Use `threads` intra-op threads inside the block (None: leave the setting alone)."""
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block starting from `threads` intra-op threads; restore the count after."""
     before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
@@ -393,6 +416,10 @@ class Settings:
     repeats: int = 3
     warmup_steps: int | None = None  # None: DEFAULT_WARMUP, else 1
     images: dict[int, int] = field(default_factory=dict)
+    threads: int = field(default_factory=torch.get_num_threads)  # the process's default
+    variant_set: str = "cpu"  # which variants_to_time list: "cpu" or "cuda"
+    compile: bool = False  # also time compiled variants
+    unused_run_dir: Path = Path("unused-run")
 
     def warmup(self, size: int) -> int:
         """Untimed steps before the repeats at this size."""
@@ -412,62 +439,65 @@ def write_jpegs(folder: Path, count: int, size: int, seed: int) -> Path:
     return celeba.parent
 
 
-def variants_to_time(device: torch.device, leaders: Sequence[Variant]) -> list[Variant]:
-    """The variants to time at one size.
+def variants_to_time(settings: Settings, leaders: Sequence[Variant]) -> list[Variant]:
+    """The TrainConfig settings to time at one size; the first is the defaults.
 
     On the CPU, the first size tries layout x threads (4 variants); later sizes, where a step
-    costs several seconds, try plain fp32 and the first size's fastest other variant only.
+    costs seconds, the defaults and the first size's fastest other variant only. On CUDA:
+    precision (auto is bf16) x layout, and with --compile the compiled bf16 pair.
     """
-    if device.type != "cpu":
-        return [
-            Variant("fp32"),
-            Variant("fp32 channels_last", channels_last=True),
-            Variant("bf16 autocast", amp_dtype=torch.bfloat16),
-            Variant("bf16 autocast channels_last", channels_last=True, amp_dtype=torch.bfloat16),
+    defaults = Variant()
+    if settings.variant_set == "cuda":
+        variants = [
+            defaults,
+            Variant(channels_last="on"),
+            Variant(precision="fp32", channels_last="off"),
         ]
-    cores = torch.get_num_threads()
-    plain = Variant(f"fp32, {cores} threads")
+        if settings.compile:
+            variants += [Variant(compile=True), Variant(channels_last="on", compile=True)]
+        return variants
     if leaders:
-        return [plain, next(v for v in leaders if v != plain)]
-    variants = [plain, Variant(f"fp32 channels_last, {cores} threads", channels_last=True)]
-    if cores > 1:
-        variants += [
-            Variant("fp32, 1 thread", threads=1),
-            Variant("fp32 channels_last, 1 thread", channels_last=True, threads=1),
-        ]
+        return [defaults, next(v for v in leaders if v != defaults)]
+    variants = [defaults, Variant(channels_last="off")]
+    if settings.threads > 1:
+        variants += [Variant(threads=1), Variant(channels_last="off", threads=1)]
+    if settings.compile:
+        variants.append(Variant(threads=1, compile=True))
     return variants
 
 
 def ablation(
-    images: torch.Tensor, settings: Settings, leaders: Sequence[Variant]
+    faces: FaceDataset, settings: Settings, leaders: Sequence[Variant]
 ) -> tuple[list[Variant], dict]:
-    """Time facegan's variants in turns on a few steps each; returns them fastest first.
+    """Time (b)'s variants in turns on a few steps each; returns them fastest first.
 
-    On the CPU, bf16 autocast is timed once at the first size (no AVX-512 bf16 here: oneDNN
-    has to emulate it) and never chosen, since it is not measured like the others.
+    On the CPU, bf16 autocast is timed once at the first size and never chosen: without
+    AVX-512 bf16 oneDNN emulates it, and it is not measured like the others.
     """
-    steps = 2 if images.shape[1] <= 32 else 1
-    runs = [FaceganRun(images, v, settings) for v in variants_to_time(settings.device, leaders)]
+    steps = 2 if faces.image_size <= 32 else 1
+    runs = [FaceganRun(faces, v, settings) for v in variants_to_time(settings, leaders)]
     for run in runs:
-        run.run(1)  # warm-up: oneDNN builds its kernels on the first step
-    table: dict[str, dict] = {run.variant.name: {"images_per_s": []} for run in runs}
+        run.run(1)  # warm-up: oneDNN builds its kernels (and compile its graphs) on step one
+    table: dict[str, dict] = {
+        run.name: {"images_per_s": [], "resolved": run.resolved()} for run in runs
+    }
     for r in range(settings.repeats):
         for run in runs[r % len(runs) :] + runs[: r % len(runs)]:  # rotate who goes first
             count, seconds = run.run(steps)
-            table[run.variant.name]["images_per_s"].append(count / seconds)
+            table[run.name]["images_per_s"].append(count / seconds)
     for row in table.values():
         row["median"] = statistics.median(row["images_per_s"])
         row["steps_per_repeat"] = steps
-    ranked = sorted((run.variant for run in runs), key=lambda v: -table[v.name]["median"])
-    if settings.device.type == "cpu" and not leaders:
-        fp32_step = settings.batch_size / table[runs[0].variant.name]["median"]
-        table["bf16 autocast (once)"] = time_bf16_once(images, settings, fp32_step)
-    return ranked, table
+    ranked = sorted(runs, key=lambda run: -table[run.name]["median"])
+    if settings.variant_set == "cpu" and not leaders:
+        fp32_step = settings.batch_size / table[runs[0].name]["median"]
+        table["bf16 autocast (once)"] = time_bf16_once(faces, settings, fp32_step)
+    return [run.variant for run in ranked], table
 
 
-def time_bf16_once(images: torch.Tensor, settings: Settings, fp32_step_s: float) -> dict:
+def time_bf16_once(faces: FaceDataset, settings: Settings, fp32_step_s: float) -> dict:
     """One warm-up step and, unless it is hopeless, two timed steps of bf16 autocast."""
-    run = FaceganRun(images, Variant("bf16", amp_dtype=torch.bfloat16), settings)
+    run = FaceganRun(faces, Variant(precision="bf16"), settings)
     _, warmup = run.run(1)
     row = {"warmup_step_s": warmup, "fp32_step_s": fp32_step_s}
     if warmup > HOPELESS * fp32_step_s:
@@ -499,6 +529,38 @@ def loss_summary(stats: list[dict[str, float]]) -> dict:
     return {"steps": len(stats), "window": len(window), **summary}
 
 
+def loss_differences(a: dict, b: dict) -> dict[str, float]:
+    """The statistics of two loss summaries that are further apart than LOSS_TOLERANCE."""
+    apart = {}
+    for name, tolerance in LOSS_TOLERANCE.items():
+        gap = abs(a[name] - b[name])
+        if gap > max(tolerance, LOSS_RELATIVE * max(abs(a[name]), abs(b[name]))):
+            apart[name] = gap
+    return apart
+
+
+def fp32_stats(run: FaceganRun, faces: FaceDataset, settings: Settings, steps: int) -> list:
+    """(b)'s statistics in fp32 for the loss check: the timed run's own when it was fp32."""
+    if run.trainer.amp_dtype is None:
+        return run.stats
+    check = FaceganRun(faces, Variant(**{**run.variant.options(), "precision": "fp32"}), settings)
+    check.run(steps)
+    return check.stats
+
+
+def loss_check(a_stats: list[dict], b_stats: list[dict]) -> dict:
+    """Both sides' loss summaries, and whether they are comparable (loss_differences)."""
+    a, b = loss_summary(a_stats), loss_summary(b_stats)
+    apart = loss_differences(a, b)
+    tolerance = {"absolute": LOSS_TOLERANCE, "relative": LOSS_RELATIVE}
+    return {"a": a, "b": b, "comparable": not apart, "apart": apart, "tolerance": tolerance}
+
+
+def peak_bf16_tflops(gpu_name: str | None) -> float | None:
+    """The GPU's dense bf16 peak from PEAK_BF16_TFLOPS; None when the name is not listed."""
+    return PEAK_BF16_TFLOPS.get(gpu_name or "")
+
+
 def measure_size(
     size: int, workdir: Path, settings: Settings, leaders: Sequence[Variant]
 ) -> tuple[dict, list[Variant]]:
@@ -508,11 +570,9 @@ def measure_size(
     start = time.perf_counter()
     faces = load_faces(root, size, cache_dir=workdir / "cache", progress=False)
     decode_s = time.perf_counter() - start
-    images = torch.from_numpy(np.array(faces.images)).to(settings.device)
 
-    ranked, table = ablation(images, settings, leaders)
-    variant = ranked[0]
-    facegan = FaceganRun(images, variant, settings)
+    ranked, table = ablation(faces, settings, leaders)
+    facegan = FaceganRun(faces, ranked[0], settings)
     # Built last: from here on only (a) draws from the global RNG (b has its own generators),
     # so (a)'s init, shuffles and noise all follow from the seed however the runs interleave.
     example = ExampleRun(root, size, settings)
@@ -524,18 +584,25 @@ def measure_size(
     flops = step_flops(generator, discriminator, settings.z_size, size)
     ratios = [b / a for a, b in zip(figures["a"], figures["b"], strict=True)]
     medians = {k: statistics.median(v) for k, v in figures.items()}
+    peak = peak_bf16_tflops(gpu_name(settings.device))
+    gflop_per_s = {k: medians[k] * flops["step_gflop"] for k in ("a", "b")}
+    checked = fp32_stats(facegan, faces, settings, len(example.stats))
     row = {
         "image_size": size,
         "images_per_repeat": count,
         "steps_per_repeat": count // settings.batch_size,
-        "b_variant": variant.name,
+        "b_variant": facegan.name,
+        "b_resolved": facegan.resolved(),
         "b_decode_once_s": decode_s,
         "images_per_s": {**figures, "median_a": medians["a"], "median_b": medians["b"]},
         "ratio_b_over_a": {"per_repeat": ratios, "median": statistics.median(ratios)},
-        "gflop_per_s": {k: medians[k] * flops["step_gflop"] for k in ("a", "b")},
+        "gflop_per_s": gflop_per_s,
+        "celeba_epoch_s": {k: CELEBA_IMAGES / medians[k] for k in ("a", "b")},
+        "peak_bf16_tflops": peak,
+        "share_of_peak": {k: v / (peak * 1e3) for k, v in gflop_per_s.items()} if peak else None,
         "flops": flops,
         "ablation_b": table,
-        "loss_check": {"a": loss_summary(example.stats), "b": loss_summary(facegan.stats)},
+        "loss_check": loss_check(example.stats, checked),
     }
     return row, ranked
 
@@ -544,17 +611,17 @@ def measure_size(
 
 
 def profile_size(size: int, workdir: Path, settings: Settings, steps: int) -> dict:
-    """torch.profiler over `steps` steps of (a) and of each CPU variant of (b), after a warm-up.
+    """torch.profiler over `steps` steps of (a) and of each variant of (b), after a warm-up.
 
     Self times are those of the main process: (a)'s workers show up only as the main process
     waiting in DataLoader.__next__ and as slower kernels when they compete for the cores.
     """
-    root = write_jpegs(workdir / f"profile{size}px", steps * settings.batch_size, size, 0)
+    root = write_jpegs(workdir / f"profile{size}px", (steps + 1) * settings.batch_size, size, 0)
     faces = load_faces(root, size, cache_dir=workdir / "cache", progress=False)
-    images = torch.from_numpy(np.array(faces.images)).to(settings.device)
     runs: dict[str, ExampleRun | FaceganRun] = {"(a) example": ExampleRun(root, size, settings)}
-    for variant in variants_to_time(settings.device, []):
-        runs[f"(b) {variant.name}"] = FaceganRun(images, variant, settings)
+    for variant in variants_to_time(settings, []):
+        run = FaceganRun(faces, variant, settings)
+        runs[f"(b) {run.name}"] = run
     result = {}
     for name, run in runs.items():
         run.run(1)
@@ -576,6 +643,30 @@ def top_ops(prof: torch.profiler.profile, steps: int, count: int = 8) -> list[di
 # --- report -----------------------------------------------------------------------------------
 
 
+def cpu_seconds() -> tuple[float, float] | None:
+    """CPU seconds used so far by every process (Linux /proc/stat) and by this one with its
+    finished children ((a)'s workers); None where /proc/stat is missing."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    except OSError:
+        return None
+    ticks = [int(value) for value in fields]
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+    own = os.times()
+    return busy, own.user + own.system + own.children_user + own.children_system
+
+
+def other_processes_cores(before: tuple | None, after: tuple | None, wall_s: float) -> float | None:
+    """Cores that other processes kept busy on average between two cpu_seconds() readings."""
+    if before is None or after is None:
+        return None
+    return max(0.0, (after[0] - before[0] - (after[1] - before[1])) / wall_s)
+
+
+def gpu_name(device: torch.device) -> str | None:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else None
+
+
 def hardware(device: torch.device) -> dict:
     """CPU model, cores, the SIMD flags that matter here, and the GPU if one is used."""
     model, flags = platform.processor() or "unknown", set()
@@ -595,7 +686,7 @@ def hardware(device: torch.device) -> dict:
         "device": str(device),
     }
     if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
+        info["gpu"] = gpu_name(device)
     return info
 
 
@@ -609,28 +700,49 @@ def versions() -> dict:
     }
 
 
+def duration(seconds: float) -> str:
+    """12.3 s, 4.5 min or 2.1 h."""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def peak_share(row: dict, side: str, device: str) -> str:
+    if not device.startswith("cuda"):
+        return "n/a (CPU)"
+    if row["share_of_peak"] is None:
+        return "unknown peak"
+    return f"{100 * row['share_of_peak'][side]:.1f}%"
+
+
 def print_table(result: dict) -> None:
     hw = result["hardware"]
+    load, others = result["load_average"], result["other_processes_cores"]
+    shared = "" if others is None else f"; other processes used {others:.2f} cores on average"
+    gpu = f", GPU {hw['gpu']}" if "gpu" in hw else ""
     print(
-        f"\n{hw['cpu']}, {hw['cores']} cores, {hw['torch_cpu_capability']}, device {hw['device']}"
+        f"\n{hw['cpu']}, {hw['cores']} cores, {hw['torch_cpu_capability']}, device "
+        f"{hw['device']}{gpu}; load average before {load['before'][0]:.2f}, after "
+        f"{load['after'][0]:.2f}{shared}"
     )
     print(
         f"batch {result['settings']['batch_size']}, median of {result['settings']['repeats']} "
         "interleaved repeats; (a) = pytorch/examples DCGAN recipe (whole epochs incl. worker "
-        "start-up), (b) = facegan (images decoded once beforehand, not timed)"
+        "start-up), (b) = facegan Trainer (images decoded once beforehand, not timed)"
     )
-    header = (
+    print(
         f"{'size':>5} {'images':>6} {'(a) img/s':>10} {'(b) img/s':>10} {'(b)/(a)':>8} "
-        f"{'GFLOP/img':>10} {'(a) GFLOP/s':>12} {'(b) GFLOP/s':>12}  (b) variant"
+        f"{'GFLOP/img':>10} {'(a) GFLOP/s':>12} {'(b) GFLOP/s':>12} "
+        f"{'CelebA epoch (a)':>17} {'(b)':>9} {'(b) of peak':>12}  (b) variant"
     )
-    print(header)
     for row in result["sizes"]:
-        speed, flops = row["images_per_s"], row["gflop_per_s"]
+        speed, flops, epoch = row["images_per_s"], row["gflop_per_s"], row["celeba_epoch_s"]
         print(
             f"{row['image_size']:>3}px {row['images_per_repeat']:>6} {speed['median_a']:>10.1f} "
             f"{speed['median_b']:>10.1f} {row['ratio_b_over_a']['median']:>8.2f} "
-            f"{row['flops']['step_gflop']:>10.3f} {flops['a']:>12.1f} {flops['b']:>12.1f}  "
-            f"{row['b_variant']}"
+            f"{row['flops']['step_gflop']:>10.3f} {flops['a']:>12.1f} {flops['b']:>12.1f} "
+            f"{duration(epoch['a']):>17} {duration(epoch['b']):>9} "
+            f"{peak_share(row, 'b', hw['device']):>12}  {row['b_variant']}"
         )
     for row in result["sizes"]:
         flops = row["flops"]
@@ -645,7 +757,8 @@ def print_table(result: dict) -> None:
             print(f"    {name:<36} {shown}")
         checks = row["loss_check"]
         window, steps = checks["a"]["window"], checks["a"]["steps"]
-        print(f"  loss check, mean of the last {window} of {steps} steps (a: example, b: facegan):")
+        verdict = "comparable" if checks["comparable"] else f"APART: {checks['apart']}"
+        print(f"  loss check, fp32, mean of the last {window} of {steps} steps: {verdict}")
         for side in ("a", "b"):
             s = checks[side]
             print(
@@ -676,6 +789,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
     parser.add_argument(
+        "--compile", action="store_true", help="also time (b) with compile=True (slow warm-up)"
+    )
+    parser.add_argument(
         "--profile",
         type=int,
         default=0,
@@ -689,6 +805,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--z-size", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--warmup-steps", type=int, help="default: 2 up to 32 px, else 1")
+    parser.add_argument(
+        "--variants",
+        choices=["device", "cpu", "cuda"],
+        default="device",
+        help="which list of (b) variants to time: the device's own (default), or another's "
+        "(the tests run the CUDA list on the CPU)",
+    )
     return parser.parse_args(argv)
 
 
@@ -706,13 +829,10 @@ def images_per_size(args: argparse.Namespace) -> dict[int, int]:
     return counts
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    args = parse_args(argv)
-    started = time.perf_counter()
+def make_settings(args: argparse.Namespace, workdir: Path) -> Settings:
     device = resolve_device(args.device)
-    # The example turns this on; on the CPU it does nothing, on a GPU it helps both sides.
-    torch.backends.cudnn.benchmark = True
-    settings = Settings(
+    own = "cuda" if device.type == "cuda" else "cpu"
+    return Settings(
         device=device,
         batch_size=args.batch_size,
         z_size=args.z_size,
@@ -721,19 +841,32 @@ def main(argv: Sequence[str] | None = None) -> dict:
         repeats=args.repeats,
         warmup_steps=args.warmup_steps,
         images=images_per_size(args),
+        variant_set=own if args.variants == "device" else args.variants,
+        compile=args.compile,
+        unused_run_dir=workdir / "unused-run",
     )
-    if args.profile:
-        return profile_only(args, settings)
-    load_before = os.getloadavg()
-    rows, leaders = [], []
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    # The example turns this on; on the CPU it does nothing, on a GPU it helps both sides.
+    torch.backends.cudnn.benchmark = True
     with tempfile.TemporaryDirectory(prefix="facegan-throughput-") as tmp:
+        settings = make_settings(args, Path(tmp))
+        if args.profile:
+            return profile_only(args, settings, Path(tmp))
+        load_before, cpu_before, measured_from = os.getloadavg(), cpu_seconds(), time.perf_counter()
+        rows, leaders = [], []
         for size in args.sizes:
             row, ranked = measure_size(size, Path(tmp), settings, leaders)
             rows.append(row)
             leaders = leaders or ranked
+        load_after, cpu_after = os.getloadavg(), cpu_seconds()
+        others = other_processes_cores(cpu_before, cpu_after, time.perf_counter() - measured_from)
     result = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "hardware": hardware(device),
+        "hardware": hardware(settings.device),
         "versions": versions(),
         "settings": {
             "sizes": args.sizes,
@@ -744,16 +877,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "z_size": settings.z_size,
             "conv_dim": settings.conv_dim,
             "example_workers": settings.workers,
+            "example_threads": settings.threads,
             "seed": settings.seed,
             "jpeg_quality": JPEG_QUALITY,
+            "variant_set": settings.variant_set,
+            "celeba_images": CELEBA_IMAGES,
             "timed": "(a): whole epochs, from DataLoader iterator creation (worker start-up) to "
-            "the last step; (b): whole epochs of facegan batching + train_step, with one host "
-            "sync at the end. Both exclude image saving and checkpoints. (b)'s JPEG decode "
-            "happens once into its cache and is not in the loop (b_decode_once_s).",
+            "the last step; (b): whole epochs of Trainer.train_steps (batching by index from "
+            "the images held on the device, the step, one host sync at the end). Both exclude "
+            "image saving and checkpoints. (b)'s JPEG decode happens once into its cache and "
+            "is not in the loop (b_decode_once_s).",
             "loss_check": "same seed, fp32, same JPEGs, same number of steps; init order and "
             "data order differ, so the figures are comparable, not equal",
         },
-        "load_average": {"before": load_before, "after": os.getloadavg()},
+        "load_average": {"before": load_before, "after": load_after},
+        # The load average counts this benchmark too; this is everyone else, on average.
+        "other_processes_cores": others,
         "sizes": rows,
         "runtime_s": time.perf_counter() - started,
     }
@@ -765,14 +904,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
     return result
 
 
-def profile_only(args: argparse.Namespace, settings: Settings) -> dict:
+def profile_only(args: argparse.Namespace, settings: Settings, workdir: Path) -> dict:
     """The --profile mode: print where each side's time goes; write JSON only to --out."""
-    with tempfile.TemporaryDirectory(prefix="facegan-profile-") as tmp:
-        profile = {
-            size: profile_size(size, Path(tmp), settings, args.profile) for size in args.sizes
-        }
+    profile = {size: profile_size(size, workdir, settings, args.profile) for size in args.sizes}
     print_profile(profile)
-    result = {"hardware": hardware(settings.device), "versions": versions(), "profile": profile}
+    result = {
+        "hardware": hardware(settings.device),
+        "load_average": os.getloadavg(),
+        "versions": versions(),
+        "profile": profile,
+    }
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.out}")

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import threading
 import time
@@ -40,7 +41,14 @@ from facegan.data import FaceDataset, epoch_order, load_faces, to_float
 from facegan.ema import WeightAverage
 from facegan.errors import CheckpointError, ConfigError, FaceGanError
 from facegan.losses import check_loss, discriminator_loss, generator_loss, gradient_penalty
-from facegan.metrics import Evaluator, is_better, to_uint8
+from facegan.metrics import (
+    CPU_TRAINING_METRICS,
+    FID_SKIPPED,
+    METRICS,
+    Evaluator,
+    is_better,
+    to_uint8,
+)
 from facegan.models import (
     Generator,
     build_models,
@@ -53,6 +61,14 @@ from facegan.models import (
 CHECKPOINT_FORMAT = 2
 DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("auto", "fp32", "bf16")
+CHANNELS_LAST = ("auto", "on", "off")
+# What channels_last "auto" means on each kind of device: the memory format that trained faster
+# there in benchmarks/throughput.py. On a 2-core AVX2 CPU (oneDNN, one thread) NHWC trained
+# 32 px faster (116 against 105 images/s) and 64 px no slower. On CUDA it is not measured yet
+# (transposed convolutions have shape-dependent NHWC paths), so auto keeps torch's NCHW there,
+# as on every device not listed.
+CHANNELS_LAST_AUTO = {"cpu": True}
+COMPILERS = ("g++", "c++", "clang++")  # torch.compile builds C++ kernels with one on the CPU
 # Fields that fix the shape of the generator, and of what a checkpoint holds besides it:
 # a resume must not change them.
 ARCHITECTURE_FIELDS = ("image_size", "z_size", "conv_dim")
@@ -96,6 +112,9 @@ class TrainConfig:
     n_samples: int = 64
     log_every: int = 20
     checkpoint_every: int = 0  # 0: checkpoints at epoch ends only; K: also every K steps
+    channels_last: str = "auto"  # memory format of the networks and batches: on, off or auto
+    threads: int = 0  # torch's CPU threads; 0: auto, see resolve_threads
+    compile: bool = False  # run the training step's networks through torch.compile
 
     def validate(self) -> None:
         """Raise ConfigError naming the first setting that cannot work."""
@@ -105,6 +124,11 @@ class TrainConfig:
         check_positive("eval_n", self.eval_n)
         _check_interval("eval_every", self.eval_every, "never", "epochs")
         _check_interval("checkpoint_every", self.checkpoint_every, "epoch ends only", "steps")
+        _check_interval("threads", self.threads, "auto", "CPU threads")
+        if self.channels_last not in CHANNELS_LAST:
+            raise ConfigError(
+                f"channels_last {self.channels_last!r} is unknown: choose one of {CHANNELS_LAST}."
+            )
         if self.n_images is not None:
             check_positive("n_images", self.n_images)
         if self.device not in DEVICES:
@@ -119,6 +143,11 @@ class TrainConfig:
             raise ConfigError(
                 "loss wgan-gp penalises each image's gradient, which BatchNorm in D mixes "
                 "across the batch: use --d-norm none or --d-norm spectral with it."
+            )
+        if self.compile and self.loss == "wgan-gp":
+            raise ConfigError(
+                "compile cannot train loss wgan-gp: torch.compile does not differentiate twice, "
+                "which the gradient penalty needs. Drop --compile or choose another --loss."
             )
         if not 0 <= self.ema < 1:
             raise ConfigError(
@@ -170,15 +199,62 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if name == "bf16" else None
 
 
+def resolve_channels_last(name: str, device: torch.device) -> bool:
+    """Whether the networks and batches use channels_last (NHWC) memory on this device.
+
+    "auto" is the format that trained faster on this kind of device (CHANNELS_LAST_AUTO).
+    """
+    if name not in CHANNELS_LAST:
+        raise ConfigError(f"channels_last {name!r} is unknown: choose one of {CHANNELS_LAST}.")
+    if name == "auto":
+        return CHANNELS_LAST_AUTO.get(device.type, False)
+    return name == "on"
+
+
+def resolve_threads(threads: int) -> int:
+    """torch's CPU threads for a run: `threads`, or for 0 (auto) torch's own count.
+
+    torch's own count is its default for the machine, or what OMP_NUM_THREADS or the program
+    (a test suite, a notebook) already chose, which auto respects; capped at the cores this
+    process may use, which a container or taskset can make fewer than the machine has. The
+    rule is fixed, not read from the machine's load, so that a resumed run uses the same
+    count and stays bitwise. On a machine shared with other busy processes threads=1 can be
+    much faster, as torch's threads wait for each other at every operation:
+    benchmarks/throughput.py times both.
+    """
+    if threads:
+        return threads
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(torch.get_num_threads(), usable or 1))
+
+
+def check_compiler(device: torch.device) -> None:
+    """Refuse torch.compile on the CPU up front when there is no C++ compiler to build with."""
+    if device.type != "cpu":
+        return
+    candidates = (os.environ.get("CXX"), *COMPILERS)
+    if not any(shutil.which(name) for name in candidates if name):
+        raise ConfigError(
+            "compile on the CPU needs a C++ compiler (g++ or clang++), and none was found: "
+            "install one, set $CXX to it, or train without --compile."
+        )
+
+
 def make_optimizers(
     discriminator: nn.Module,
     generator: nn.Module,
     lr: float = 2e-4,
     betas: tuple[float, float] = (0.5, 0.999),
+    fused: bool = False,
 ) -> tuple[torch.optim.Adam, torch.optim.Adam]:
-    """Adam for each network, with the DCGAN paper's lr 2e-4 and beta1 0.5."""
-    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas)
-    g_optimizer = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
+    """Adam for each network, with the DCGAN paper's lr 2e-4 and beta1 0.5.
+
+    fused asks for torch's single-kernel Adam, which Trainer does on CUDA only; otherwise
+    torch picks its default implementation, so CPU runs and their checkpoints are unchanged.
+    """
+    kind = {"fused": True} if fused else {}
+    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas, **kind)
+    g_optimizer = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas, **kind)
     return d_optimizer, g_optimizer
 
 
@@ -419,12 +495,33 @@ class Trainer:
         self.discriminator, self.generator = build_models(
             config.z_size, config.conv_dim, config.image_size, config.d_norm
         )
-        self.discriminator.to(self.device)
-        self.generator.to(self.device)
+        self.channels_last = resolve_channels_last(config.channels_last, self.device)
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        for model in (self.discriminator, self.generator):
+            model.to(self.device, memory_format=self.memory_format)
         self.ema = WeightAverage(self.generator, config.ema) if config.ema else None
+        # Fused Adam is opt-in and CUDA-only; the CPU keeps torch's default Adam.
         self.d_optimizer, self.g_optimizer = make_optimizers(
-            self.discriminator, self.generator, config.lr, (config.beta1, config.beta2)
+            self.discriminator,
+            self.generator,
+            config.lr,
+            (config.beta1, config.beta2),
+            fused=self.device.type == "cuda",
         )
+        if self.device.type == "cuda":
+            # Every batch has the same shape, so cuDNN's one-off search for its fastest
+            # convolution algorithms pays for itself within the first epoch.
+            torch.backends.cudnn.benchmark = True
+        self.threads = resolve_threads(config.threads)
+        # What train_step runs: with compile, wrappers that share the networks' parameters.
+        # State dicts, sampling and the weight average use the plain modules, so checkpoint
+        # keys carry no "_orig_mod." prefix and load with or without compile.
+        self.d_forward: nn.Module = self.discriminator
+        self.g_forward: nn.Module = self.generator
+        if config.compile:
+            check_compiler(self.device)
+            self.d_forward = torch.compile(self.discriminator)
+            self.g_forward = torch.compile(self.generator)
         # z comes from its own generator so that its state can be saved and resumed.
         self.z_rng = torch.Generator().manual_seed(config.seed)
         self.fixed_z = torch.randn(config.n_samples, config.z_size, generator=self.z_rng)
@@ -523,6 +620,7 @@ class Trainer:
         if self.step == 0:
             write_history(self.run_dir, [])
         _replace_text(self.run_dir / "config.json", json.dumps(asdict(self.config), indent=2))
+        torch.set_num_threads(self.threads)
         with StopSignals() as stop:
             while self.epoch < self.config.epochs:
                 if not self._train_epoch(progress, stop, max_steps):
@@ -559,6 +657,7 @@ class Trainer:
                 np.asarray(self.dataset.images[: config.eval_n]),
                 synthetic=self.dataset.attributes is not None,
                 reference_key=self.dataset.key,
+                metrics=METRICS if self.device.type == "cuda" else CPU_TRAINING_METRICS,
                 progress=progress,
             )
         seeded = torch.Generator().manual_seed(config.seed + EVAL_SEED_OFFSET)
@@ -571,6 +670,8 @@ class Trainer:
             "step": self.step,
             **self.evaluator(np.concatenate(faces)),
         }
+        if "fid" not in self.evaluator.metrics:
+            row.setdefault("fid_unavailable", FID_SKIPPED)
         self._append(row)
         return row
 
@@ -595,24 +696,7 @@ class Trainer:
             for real_images in self._batches():
                 if stop.received or self.step == max_steps:
                     return False
-                z = torch.randn(config.batch_size, config.z_size, generator=self.z_rng)
-                stats = train_step(
-                    self.discriminator,
-                    self.generator,
-                    self.d_optimizer,
-                    self.g_optimizer,
-                    real_images,
-                    z.to(self.device),
-                    config.smooth,
-                    self.amp_dtype,
-                    config.loss,
-                    config.gp_weight,
-                )
-                if self.ema:
-                    self.ema.update(self.generator, self.step)
-                self.window.append(stats)
-                self.step += 1
-                self.batch_in_epoch += 1
+                self.window.append(self._train_batch(real_images))
                 bar.update()
                 # Windows end at fixed steps, so a resumed run logs the same rows.
                 if self.step % config.log_every == 0 or self.batch_in_epoch == self.steps_per_epoch:
@@ -624,6 +708,49 @@ class Trainer:
                 if every and self.step % every == 0 and self.batch_in_epoch < self.steps_per_epoch:
                     self.save_checkpoint()
         return not (stop.received or self.step == max_steps)
+
+    def _train_batch(self, real_images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One step on one batch with the run's next z; its stats stay on the device."""
+        config = self.config
+        z = torch.randn(config.batch_size, config.z_size, generator=self.z_rng)
+        stats = train_step(
+            self.d_forward,
+            self.g_forward,
+            self.d_optimizer,
+            self.g_optimizer,
+            real_images,
+            z.to(self.device),
+            config.smooth,
+            self.amp_dtype,
+            config.loss,
+            config.gp_weight,
+        )
+        if self.ema:
+            self.ema.update(self.generator, self.step)
+        self.step += 1
+        self.batch_in_epoch += 1
+        return stats
+
+    def train_steps(self, count: int) -> list[dict[str, float]]:
+        """Train `count` steps as fit() does, but write nothing; returns each step's stats.
+
+        For timing and experiments: no logging, samples, evaluations or checkpoints, and one
+        host sync at the end. Epochs roll over without fit()'s epoch-end work.
+        """
+        check_positive("count", count)
+        torch.set_num_threads(self.threads)
+        pending: list[dict[str, torch.Tensor]] = []
+        while len(pending) < count:
+            for real_images in self._batches():
+                pending.append(self._train_batch(real_images))
+                if len(pending) == count:
+                    break
+            if self.batch_in_epoch == self.steps_per_epoch:
+                self.epoch += 1
+                self.batch_in_epoch = 0
+        names = list(pending[0])
+        rows = torch.stack([torch.stack([s[k].float() for k in names]) for s in pending])
+        return [dict(zip(names, row, strict=True)) for row in rows.tolist()]
 
     def _batches(self) -> Iterator[torch.Tensor]:
         """The rest of this epoch's batches, in an order fixed by (seed, epoch)."""
@@ -637,7 +764,7 @@ class Trainer:
                 mirror = torch.rand(size, generator=self.z_rng) < 0.5
                 mirror = mirror.to(self.device).view(size, 1, 1, 1)
                 batch = torch.where(mirror, batch.flip(3), batch)
-            yield batch
+            yield batch.contiguous(memory_format=self.memory_format)
 
     def _log(self, seconds: float) -> dict:
         """Average the window's stats (one host sync), check them, append a history row."""

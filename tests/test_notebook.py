@@ -5,6 +5,7 @@ from pathlib import Path
 
 import problem_unittests
 from facegan.report import NOTEBOOK, make_report, parse_value
+from facegan.train import read_history
 
 PARAMETERS = (
     "DATASET",
@@ -16,14 +17,23 @@ PARAMETERS = (
     "N_IMAGES",
     "DEVICE",
     "SEED",
+    "LOSS",
+    "D_NORM",
+    "SMOOTH",
+    "EMA",
+    "FLIP",
+    "EVAL_EVERY",
+    "EVAL_N",
 )
 TINY = {
-    "IMAGE_SIZE": "16",
+    "IMAGE_SIZE": "32",  # shares the 32 px coverage classifier the other tests train
     "EPOCHS": "2",
     "BATCH_SIZE": "32",
     "Z_SIZE": "16",
     "CONV_DIM": "8",
     "N_IMAGES": "256",
+    "EVAL_EVERY": "1",
+    "EVAL_N": "64",
 }
 
 
@@ -62,9 +72,15 @@ def test_the_notebook_runs_end_to_end_and_exports_html(tmp_path):
     report = make_report(TINY | {"RUN_DIR": str(run_dir)}, tmp_path / "reports")
     assert report == tmp_path / "reports" / "dlnd_face_generation.html"
     html = report.read_text()
-    assert "Generated faces" in html and "faces found, generated" in html
+    assert "Generated faces" in html
+    for measure in ("faces found (Haar)", "attribute modes covered", "FID"):
+        assert measure in html, measure
     assert (run_dir / "samples" / "epoch_002.png").exists()
     assert (run_dir / "final_samples.png").exists() and (run_dir / "loss_curves.png").exists()
+    assert (run_dir / "metric_curves.png").exists()
+    assert (run_dir / "checkpoints" / "best.pt").exists()
+    evaluations = [row for row in read_history(run_dir) if row["kind"] == "eval"]
+    assert [row["epoch"] for row in evaluations] == [1, 2]
 
     executed = json.loads(Path(tmp_path / "reports" / NOTEBOOK.name).read_text())
     outputs = [o for cell in executed["cells"] for o in cell.get("outputs", [])]
@@ -73,4 +89,4 @@ def test_the_notebook_runs_end_to_end_and_exports_html(tmp_path):
     passes = [line for text in texts for line in text.splitlines() if ": passed" in line]
     assert len(passes) == 8, passes
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) >= 6  # real faces, curves, epochs, samples, walks, nearest images
+    assert len(images) >= 7  # real faces, curves, metrics, epochs, samples, walks, nearest

@@ -1,5 +1,6 @@
 """The recipe options: loss objectives, D's normalisation, G's weight average and flips."""
 
+import json
 import math
 
 import pytest
@@ -198,3 +199,20 @@ def test_every_loss_trains_without_diverging(tmp_path, faces):
         progress=False
     )
     assert all(row["gradient_penalty"] >= 0 for row in history)
+
+
+def test_the_command_line_passes_every_recipe_option(tmp_path):
+    from facegan.__main__ import main
+
+    run = tmp_path / "run"
+    tiny = ["--image-size", "16", "--n-images", "32", "--batch-size", "16", "--z-size", "8"]
+    tiny += ["--conv-dim", "4", "--epochs", "1", "--no-progress", "--out", str(run)]
+    recipe = ["--loss", "hinge", "--d-norm", "spectral", "--ema", "0.9", "--flip"]
+    assert main(["train", *tiny, *recipe]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["loss"], saved["d_norm"], saved["ema"], saved["flip"]) == (
+        "hinge",
+        "spectral",
+        0.9,
+        True,
+    )

@@ -1,0 +1,228 @@
+"""Recipe study: which training recipe draws the best faces for the same compute?
+
+Run from the repository root:
+
+    python benchmarks/quality.py [--real PATH.zip] [--budget 180] [--variants NAME ...]
+                                 [--seeds 0] [--eval-n 1000] [--jobs 2] [--out PATH]
+
+Every variant trains at the report's settings (32 px, conv_dim 32, batch 64) from the same
+seed on the same data, for the same compute budget, and is then measured by the same
+Evaluator on the same number of faces. The budget is counted in one core's time per step,
+not in wall-clock seconds: each variant's step is timed on one thread first (process time,
+warm-up excluded) and the run gets budget / step_time steps. Variants can then train two at
+a time, one per core, and a busy machine slows every variant without favouring any.
+
+Data: the built-in faces (20,000, seed 0) and, with --real, a folder or zip of real faces,
+e.g. the CelebA development set. Writes benchmarks/results/quality.json and prints a table
+per data set with each variant's rank on the main metric (attribute KL on the built-in faces,
+face-detection ratio on real faces, FID where Inception is available).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from facegan.data import load_faces  # noqa: E402
+from facegan.metrics import main_metric  # noqa: E402
+from facegan.train import TrainConfig, Trainer  # noqa: E402
+
+# The report's settings: the study answers "what should the report train with?".
+BASE = dict(image_size=32, conv_dim=32, batch_size=64, z_size=100, epochs=1000, log_every=10)
+VARIANTS: dict[str, dict] = {
+    "vanilla": {},
+    "smooth": {"smooth": True},
+    "lsgan": {"loss": "lsgan"},
+    "hinge-sn": {"loss": "hinge", "d_norm": "spectral"},
+    # The WGAN-GP paper's Adam settings; one critic step per G step, like every variant here.
+    "wgan-gp": {"loss": "wgan-gp", "d_norm": "none", "lr": 1e-4, "beta1": 0.0, "beta2": 0.9},
+    "ema": {"ema": 0.999},
+    "flip": {"flip": True},
+    # D wins early in the vanilla recipe (D(G(z)) near 0.05): smoothing and EMA both target
+    # the symptoms of a too-strong D and a jittery G, so try them together.
+    "smooth-ema": {"smooth": True, "ema": 0.999},
+}
+CALIBRATION_STEPS = 12
+WARMUP_STEPS = 4
+
+
+def step_seconds(config: TrainConfig, dataset) -> float:
+    """One core's process time per training step of config, warm-up excluded."""
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = Trainer(TrainConfig(**(vars(config) | {"out": folder})), dataset)
+        trainer.fit(progress=False, max_steps=WARMUP_STEPS)
+        started = time.process_time()
+        trainer.fit(progress=False, max_steps=WARMUP_STEPS + CALIBRATION_STEPS)
+        return (time.process_time() - started) / CALIBRATION_STEPS
+
+
+def run_variant(job: dict) -> dict:
+    """Train one variant on one data set for the budget, then evaluate it (in a worker)."""
+    torch.set_num_threads(1)
+    dataset = load_faces(job["data"], BASE["image_size"], job["n_images"], progress=False)
+    config = TrainConfig(**BASE, **VARIANTS[job["variant"]], data=job["data"], seed=job["seed"])
+    per_step = step_seconds(config, dataset)
+    steps = max(1, round(job["budget"] / per_step))
+    with tempfile.TemporaryDirectory() as folder:
+        config.out = folder
+        config.eval_n = job["eval_n"]
+        trainer = Trainer(config, dataset)
+        wall, cpu = time.perf_counter(), time.process_time()
+        history = trainer.fit(progress=False, max_steps=steps)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        result = trainer.evaluate(progress=False)
+    # The last logging window, if the budget reached one.
+    last = [row for row in history if row["kind"] == "train"][-1:] or [{}]
+    return {
+        "data": job["label"],
+        **{k: job[k] for k in ("variant", "seed")},
+        "settings": VARIANTS[job["variant"]],
+        "steps": steps,
+        "epochs": round(steps / trainer.steps_per_epoch, 2),
+        "step_seconds": per_step,
+        "train_cpu_seconds": cpu,
+        "train_wall_seconds": wall,
+        "final_d_real": last[0].get("d_real", float("nan")),
+        "final_d_fake": last[0].get("d_fake", float("nan")),
+        "metrics": {k: v for k, v in result.items() if k not in ("kind", "epoch", "step")},
+    }
+
+
+def rank(results: list[dict]) -> dict[str, dict]:
+    """Per data set: each variant's main metric (mean over seeds) and its rank."""
+    table: dict[str, dict] = {}
+    for data in dict.fromkeys(r["data"] for r in results):
+        rows = [r for r in results if r["data"] == data]
+        metric, higher = main_metric(rows[0]["metrics"])
+        means = {
+            v: statistics.mean(r["metrics"][metric] for r in rows if r["variant"] == v)
+            for v in dict.fromkeys(r["variant"] for r in rows)
+        }
+        order = sorted(means, key=means.get, reverse=higher)
+        table[data] = {
+            "metric": metric,
+            "higher_is_better": higher,
+            "scores": means,
+            "ranks": {v: order.index(v) + 1 for v in means},
+        }
+    return table
+
+
+def choose(ranking: dict[str, dict]) -> dict:
+    """The variant with the best mean rank over the data sets (ties: the simpler one first)."""
+    variants = list(next(iter(ranking.values()))["ranks"])
+    mean_rank = {v: statistics.mean(t["ranks"][v] for t in ranking.values()) for v in variants}
+    best = min(variants, key=lambda v: (mean_rank[v], len(VARIANTS[v])))
+    return {"variant": best, "settings": VARIANTS[best], "mean_rank": mean_rank}
+
+
+def print_tables(results: list[dict], ranking: dict[str, dict], choice: dict) -> None:
+    for data, table in ranking.items():
+        better = "higher" if table["higher_is_better"] else "lower"
+        print(f"\n{data}: main metric {table['metric']} ({better} is better)")
+        print(
+            f"{'variant':<11} {'rank':>4} {'steps':>6} {'s/step':>7} {'faces':>6} {'ratio':>6} "
+            f"{'modes':>7} {'KL':>7} {'conf':>6} {'D(x)':>5} {'D(G(z))':>8}"
+        )
+        for variant in sorted(table["ranks"], key=table["ranks"].get):
+            for r in (r for r in results if r["data"] == data and r["variant"] == variant):
+                m = r["metrics"]
+                modes = f"{m['modes']}/{m['modes_real']}" if "modes" in m else "-"
+                kl = f"{m['attribute_kl']:.3f}" if "attribute_kl" in m else "-"
+                conf = f"{m['confidence']:.3f}" if "confidence" in m else "-"
+                print(
+                    f"{variant:<11} {table['ranks'][variant]:>4} {r['steps']:>6} "
+                    f"{r['step_seconds']:>7.3f} {m['face_rate']:>6.1%} "
+                    f"{m['face_rate_ratio']:>6.2f} {modes:>7} {kl:>7} {conf:>6} "
+                    f"{r['final_d_real']:>5.2f} {r['final_d_fake']:>8.2f}"
+                )
+    print(f"\nbest mean rank: {choice['variant']} {choice['settings']}")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--real", help="a folder or zip of real faces to study besides")
+    parser.add_argument("--real-n", type=int, default=None, help="use the first N real faces")
+    parser.add_argument("--budget", type=float, default=180.0, help="one core's seconds each")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--eval-n", type=int, default=1000, help="faces per evaluation")
+    parser.add_argument("--jobs", type=int, default=2, help="variants trained at once")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "quality.json"))
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(argv)
+    sources = [("synthetic", None)] + ([(args.real, args.real_n)] if args.real else [])
+    for data, n in sources:  # decode and cache once, before the workers read the cache
+        load_faces(data, BASE["image_size"], n)
+    if any(data == "synthetic" for data, _ in sources):
+        from facegan.coverage import attribute_classifier
+
+        attribute_classifier(BASE["image_size"])  # trained once here, cached for the workers
+    jobs = [
+        {"data": data, "label": Path(data).name, "n_images": n, "variant": v, "seed": seed}
+        | {"budget": args.budget, "eval_n": args.eval_n}
+        for data, n in sources
+        for seed in args.seeds
+        for v in args.variants
+    ]
+    started = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+        results = []
+        for result in pool.imap_unordered(run_variant, jobs):
+            results.append(result)
+            print(
+                f"[{len(results)}/{len(jobs)}] {result['data']} {result['variant']}: "
+                f"{result['steps']} steps, main {result['metrics']['main_metric']} = "
+                f"{result['metrics'][result['metrics']['main_metric']]:.4f}",
+                flush=True,
+            )
+    ranking = rank(results)
+    choice = choose(ranking)
+    print_tables(results, ranking, choice)
+    record = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "hardware": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "load_average_at_end": os.getloadavg(),
+        },
+        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        "settings": {
+            "base": BASE,
+            "budget_core_seconds": args.budget,
+            "seeds": args.seeds,
+            "eval_n": args.eval_n,
+            "jobs": args.jobs,
+            "data": [Path(data).name for data, _ in sources],
+        },
+        "wall_seconds": time.perf_counter() - started,
+        "results": sorted(results, key=lambda r: (r["data"], r["variant"], r["seed"])),
+        "ranking": ranking,
+        "choice": choice,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return record
+
+
+if __name__ == "__main__":
+    main()
