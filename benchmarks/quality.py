@@ -24,7 +24,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -41,9 +40,13 @@ sys.path.insert(0, str(REPO))
 from facegan.data import load_faces  # noqa: E402
 from facegan.metrics import main_metric  # noqa: E402
 from facegan.train import TrainConfig, Trainer  # noqa: E402
+from helpers import environment  # noqa: E402
 
 # The report's settings: the study answers "what should the report train with?".
+# Every recipe option is named, so "vanilla" stays the DCGAN paper's recipe whatever the
+# defaults of TrainConfig become.
 BASE = dict(image_size=32, conv_dim=32, batch_size=64, z_size=100, epochs=1000, log_every=10)
+BASE |= dict(loss="bce", d_norm="batch", smooth=False, ema=0.0, flip=False)
 VARIANTS: dict[str, dict] = {
     "vanilla": {},
     "smooth": {"smooth": True},
@@ -56,6 +59,8 @@ VARIANTS: dict[str, dict] = {
     # D wins early in the vanilla recipe (D(G(z)) near 0.05): smoothing and EMA both target
     # the symptoms of a too-strong D and a jittery G, so try them together.
     "smooth-ema": {"smooth": True, "ema": 0.999},
+    # The two leaders of the first study (seeds 0 and 1), together.
+    "ema-flip": {"ema": 0.999, "flip": True},
 }
 CALIBRATION_STEPS = 12
 WARMUP_STEPS = 4
@@ -75,7 +80,7 @@ def run_variant(job: dict) -> dict:
     """Train one variant on one data set for the budget, then evaluate it (in a worker)."""
     torch.set_num_threads(1)
     dataset = load_faces(job["data"], BASE["image_size"], job["n_images"], progress=False)
-    config = TrainConfig(**BASE, **VARIANTS[job["variant"]], data=job["data"], seed=job["seed"])
+    config = TrainConfig(**(BASE | VARIANTS[job["variant"]]), data=job["data"], seed=job["seed"])
     per_step = step_seconds(config, dataset)
     steps = max(1, round(job["budget"] / per_step))
     with tempfile.TemporaryDirectory() as folder:
@@ -136,8 +141,8 @@ def print_tables(results: list[dict], ranking: dict[str, dict], choice: dict) ->
         better = "higher" if table["higher_is_better"] else "lower"
         print(f"\n{data}: main metric {table['metric']} ({better} is better)")
         print(
-            f"{'variant':<11} {'rank':>4} {'steps':>6} {'s/step':>7} {'faces':>6} {'ratio':>6} "
-            f"{'modes':>7} {'KL':>7} {'conf':>6} {'D(x)':>5} {'D(G(z))':>8}"
+            f"{'variant':<11} {'seed':>4} {'rank':>4} {'steps':>6} {'s/step':>7} {'faces':>6} "
+            f"{'ratio':>6} {'modes':>7} {'KL':>7} {'conf':>6} {'D(x)':>5} {'D(G(z))':>8}"
         )
         for variant in sorted(table["ranks"], key=table["ranks"].get):
             for r in (r for r in results if r["data"] == data and r["variant"] == variant):
@@ -146,7 +151,7 @@ def print_tables(results: list[dict], ranking: dict[str, dict], choice: dict) ->
                 kl = f"{m['attribute_kl']:.3f}" if "attribute_kl" in m else "-"
                 conf = f"{m['confidence']:.3f}" if "confidence" in m else "-"
                 print(
-                    f"{variant:<11} {table['ranks'][variant]:>4} {r['steps']:>6} "
+                    f"{variant:<11} {r['seed']:>4} {table['ranks'][variant]:>4} {r['steps']:>6} "
                     f"{r['step_seconds']:>7.3f} {m['face_rate']:>6.1%} "
                     f"{m['face_rate_ratio']:>6.2f} {modes:>7} {kl:>7} {conf:>6} "
                     f"{r['final_d_real']:>5.2f} {r['final_d_fake']:>8.2f}"
@@ -154,8 +159,29 @@ def print_tables(results: list[dict], ranking: dict[str, dict], choice: dict) ->
     print(f"\nbest mean rank: {choice['variant']} {choice['settings']}")
 
 
+def merge(paths: Sequence[str], out: str) -> dict:
+    """Rank the variants that every seed of several recorded studies trained, together."""
+    results = [r for path in paths for r in json.loads(Path(path).read_text())["results"]]
+    seeds = {r["seed"] for r in results}
+    complete = [
+        r
+        for r in results
+        if {x["seed"] for x in results if (x["data"], x["variant"]) == (r["data"], r["variant"])}
+        == seeds
+    ]
+    ranking = rank(complete)
+    choice = choose(ranking)
+    print_tables(complete, ranking, choice)
+    record = {"merged": [Path(p).name for p in paths], "seeds": sorted(seeds)}
+    record |= {"results": complete, "ranking": ranking, "choice": choice}
+    Path(out).write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {out}")
+    return record
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--synthetic-n", type=int, default=None, help="built-in faces to use")
     parser.add_argument("--real", help="a folder or zip of real faces to study besides")
     parser.add_argument("--real-n", type=int, default=None, help="use the first N real faces")
     parser.add_argument("--budget", type=float, default=180.0, help="one core's seconds each")
@@ -164,12 +190,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--eval-n", type=int, default=1000, help="faces per evaluation")
     parser.add_argument("--jobs", type=int, default=2, help="variants trained at once")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "quality.json"))
+    parser.add_argument(
+        "--merge", nargs="+", metavar="JSON", help="rank recorded studies together; no training"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
-    sources = [("synthetic", None)] + ([(args.real, args.real_n)] if args.real else [])
+    if args.merge:
+        return merge(args.merge, args.out)
+    sources = [("synthetic", args.synthetic_n)] + ([(args.real, args.real_n)] if args.real else [])
     for data, n in sources:  # decode and cache once, before the workers read the cache
         load_faces(data, BASE["image_size"], n)
     if any(data == "synthetic" for data, _ in sources):
@@ -199,12 +230,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print_tables(results, ranking, choice)
     record = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "hardware": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "load_average_at_end": os.getloadavg(),
-        },
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        "environment": environment(),
+        "load_average_at_end": os.getloadavg(),
         "settings": {
             "base": BASE,
             "budget_core_seconds": args.budget,
