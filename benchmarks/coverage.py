@@ -28,6 +28,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from machine import cpu_model, pin_to_one_core  # noqa: E402
+
 from facegan import coverage  # noqa: E402
 from facegan.synthfaces import RENDERER_VERSION, render_faces  # noqa: E402
 
@@ -123,25 +125,6 @@ def rounded(value: object) -> object:
     if isinstance(value, dict):
         return {key: rounded(item) for key, item in value.items()}
     return value
-
-
-def pin_to_one_core() -> int | None:
-    """Run on a single core so the timing means 'one core' whatever the thread pools do."""
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    core = min(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {core})
-    return core
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def print_tables(result: dict) -> None:
