@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from facegan import data
 from facegan.errors import ConfigError
+from facegan.metrics import check_face_images
 from facegan.models import check_image_size
 from facegan.synthfaces import ATTRIBUTES, RENDERER_VERSION, render_faces
 
@@ -422,19 +423,7 @@ def _check_budget(n_train: int, n_test: int, epochs: int) -> None:
 
 def _check_images(images: np.ndarray, image_size: int | None) -> None:
     """Raise ConfigError unless images is uint8 [N >= 1, S, S, 3] at a supported S."""
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
-        kind = getattr(images, "dtype", type(images).__name__)
-        raise ConfigError(
-            f"coverage needs a uint8 numpy array of RGB images, got {kind}; convert generator "
-            "output in [-1, 1] with ((x + 1) * 127.5).round().clamp(0, 255).byte(), "
-            "permuted to [N, S, S, 3], then .cpu().numpy()."
-        )
-    if images.ndim != 4 or images.shape[3] != 3 or images.shape[1] != images.shape[2]:
-        raise ConfigError(
-            f"coverage needs square RGB images shaped [N, S, S, 3], got {images.shape}."
-        )
-    if len(images) == 0:
-        raise ConfigError("coverage needs at least one image, got an empty batch.")
+    check_face_images(images, "coverage's faces")
     size = int(images.shape[1])
     check_image_size(size)
     if image_size is not None and size != image_size:

@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 from facegan.data import cache_root, write_atomic
 from facegan.errors import ConfigError, FaceGanError
+from facegan.metrics import check_face_images
 
 # The protocol. Bump PROTOCOL_VERSION whenever a choice below changes: cached reference
 # statistics are keyed on it, so old ones are not mixed with new.
@@ -211,17 +212,7 @@ def _extractor_name(extractor: FeatureExtractor) -> str:
 
 
 def _check_images(images: object, what: str, minimum: int = 2) -> None:
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
-        kind = getattr(images, "dtype", type(images).__name__)
-        raise ConfigError(
-            f"{what} must be a uint8 numpy array [N, S, S, 3], got {kind}; convert generator "
-            "output in [-1, 1] with ((x + 1) * 127.5).round() to uint8 and NHWC first."
-        )
-    if images.ndim != 4 or images.shape[3] != 3 or images.shape[1] != images.shape[2]:
-        hint = " (that looks like NCHW; move the channels last)" if images.ndim == 4 else ""
-        raise ConfigError(
-            f"{what} must be square RGB images shaped [N, S, S, 3], got {images.shape}{hint}."
-        )
+    check_face_images(images, what)
     if len(images) < minimum:
         raise ConfigError(
             f"{what}: FID and KID need at least {minimum} images, got {len(images)}; use "

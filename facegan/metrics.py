@@ -39,7 +39,7 @@ def _cascade() -> cv2.CascadeClassifier:
 
 def detect_faces(images: np.ndarray) -> np.ndarray:
     """For uint8 RGB images [N, S, S, 3], whether the Haar cascade finds at least one face."""
-    _check_images(images)
+    check_face_images(images, "face detection's images")
     cascade = _cascade()
     found = np.zeros(len(images), dtype=bool)
     for index, image in enumerate(images):
@@ -60,19 +60,25 @@ def face_detection_rate(images: np.ndarray) -> float:
     return float(detect_faces(images).mean())
 
 
-def _check_images(images: np.ndarray) -> None:
+def check_face_images(images: object, what: str = "images", minimum: int = 1) -> None:
+    """Raise ConfigError unless images is a uint8 numpy array [N >= minimum, S, S, 3].
+
+    Every measure takes faces in this one layout; what names them in the message.
+    """
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
         kind = getattr(images, "dtype", type(images).__name__)
         raise ConfigError(
-            f"face detection needs a uint8 numpy array of RGB images, got {kind}; "
-            "convert generator output with (x + 1) * 127.5 to uint8 NHWC first."
+            f"{what} must be a uint8 numpy array of RGB images [N, S, S, 3], got {kind}; "
+            "convert generator output in [-1, 1] with facegan.metrics.to_uint8 first."
         )
     if images.ndim != 4 or images.shape[3] != 3 or images.shape[1] != images.shape[2]:
+        hint = " (that looks like NCHW: move the channels last)" if images.ndim == 4 else ""
         raise ConfigError(
-            f"face detection needs square RGB images shaped [N, S, S, 3], got {images.shape}."
+            f"{what} must be square RGB images shaped [N, S, S, 3], got {images.shape}{hint}."
         )
-    if len(images) == 0:
-        raise ConfigError("face detection needs at least one image, got an empty batch.")
+    if len(images) < minimum:
+        count = "one image" if minimum == 1 else f"{minimum} images"
+        raise ConfigError(f"{what}: need at least {count}, got {len(images)}.")
 
 
 METRICS = ("faces", "coverage", "fid")
@@ -109,14 +115,14 @@ class Evaluator:
         unknown = sorted(set(metrics) - set(METRICS))
         if unknown or not metrics:
             raise ConfigError(f"metrics {unknown or '[]'} unknown: choose from {METRICS}.")
-        _check_images(real)
+        check_face_images(real, "real faces")
         self.real, self.synthetic, self.reference_key = real, synthetic, reference_key
         self.metrics, self.extractor, self.progress = tuple(metrics), extractor, progress
         self._real_face_rate: float | None = None
 
     def __call__(self, generated: np.ndarray) -> dict:
         """The metrics of generated faces (uint8 [N, S, S, 3]) as a flat dict of numbers."""
-        _check_images(generated)
+        check_face_images(generated, "generated faces")
         if generated.shape[1:] != self.real.shape[1:]:
             raise ConfigError(
                 f"generated faces are {generated.shape[1]} px but the real ones are "
