@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -69,7 +70,7 @@ WARMUP_STEPS = 4
 def step_seconds(config: TrainConfig, dataset) -> float:
     """One core's process time per training step of config, warm-up excluded."""
     with tempfile.TemporaryDirectory() as folder:
-        trainer = Trainer(TrainConfig(**(vars(config) | {"out": folder})), dataset)
+        trainer = Trainer(replace(config, out=folder), dataset)
         trainer.fit(progress=False, max_steps=WARMUP_STEPS)
         started = time.process_time()
         trainer.fit(progress=False, max_steps=WARMUP_STEPS + CALIBRATION_STEPS)

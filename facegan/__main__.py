@@ -21,14 +21,14 @@ import torch
 from facegan.data import load_faces
 from facegan.errors import FaceGanError
 from facegan.losses import LOSSES
-from facegan.metrics import METRICS, Evaluator, to_uint8
+from facegan.metrics import METRICS, Evaluator
 from facegan.models import D_NORMS
 from facegan.train import (
     TrainConfig,
     Trainer,
+    draw_faces,
     generator_from_checkpoint,
     load_checkpoint,
-    sample_images,
     save_grid,
 )
 
@@ -204,9 +204,7 @@ def run_eval(args: argparse.Namespace) -> None:
         metrics=metrics,
         progress=progress,
     )
-    z = torch.randn(args.n, generator.z_size, generator=torch.Generator().manual_seed(args.seed))
-    faces = np.concatenate([to_uint8(sample_images(generator, part)) for part in z.split(512)])
-    result = evaluator(faces)
+    result = evaluator(draw_faces(generator, args.n, args.seed))
     width = max(map(len, result))
     for name, value in result.items():
         shown = f"{value:.4g}" if isinstance(value, float) else value

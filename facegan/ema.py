@@ -28,10 +28,13 @@ class WeightAverage:
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         """Move the average towards model's current weights (step counts from 0)."""
-        weight = 1 - self.effective_decay(step)
-        averaged = self.average.state_dict()
-        for name, value in model.state_dict().items():
-            if value.is_floating_point():
-                averaged[name].lerp_(value, weight)
-            else:  # counters such as BatchNorm's num_batches_tracked
-                averaged[name].copy_(value)
+        averaged, current = self.average.state_dict(), model.state_dict()
+        floats = [name for name, value in current.items() if value.is_floating_point()]
+        # One fused update for all weights: this runs after every training step.
+        torch._foreach_lerp_(
+            [averaged[name] for name in floats],
+            [current[name] for name in floats],
+            1 - self.effective_decay(step),
+        )
+        for name in current.keys() - set(floats):  # counters: BatchNorm's num_batches_tracked
+            averaged[name].copy_(current[name])

@@ -298,12 +298,14 @@ def train_step(
     g_optimizer.zero_grad(set_to_none=True)
     g_loss.backward()
     g_optimizer.step()
-    as_output = torch.sigmoid if loss == "bce" else torch.clone
+    d_real, d_fake = d_real.detach().float(), d_fake.detach().float()
+    if loss == "bce":  # logits: report D's mean probability
+        d_real, d_fake = d_real.sigmoid(), d_fake.sigmoid()
     stats = {
         "d_loss": d_loss.detach(),
         "g_loss": g_loss.detach(),
-        "d_real": as_output(d_real.detach().float()).mean(),
-        "d_fake": as_output(d_fake.detach().float()).mean(),
+        "d_real": d_real.mean(),
+        "d_fake": d_fake.mean(),
     }
     if loss == "wgan-gp":
         stats["gradient_penalty"] = penalty.detach()
@@ -439,6 +441,14 @@ def sample_images(generator: Generator, z: torch.Tensor) -> torch.Tensor:
         return generator(z.to(next(generator.parameters()).device)).float().cpu()
     finally:
         generator.train(was_training)
+
+
+def draw_faces(generator: Generator, n: int, seed: int) -> np.ndarray:
+    """n faces of G as uint8 [n, S, S, 3], z drawn from seed, in batches of EVAL_BATCH."""
+    z = torch.randn(n, generator.z_size, generator=torch.Generator().manual_seed(seed))
+    return np.concatenate(
+        [to_uint8(sample_images(generator, part)) for part in z.split(EVAL_BATCH)]
+    )
 
 
 def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int = 8) -> None:
@@ -662,16 +672,8 @@ class Trainer:
                 metrics=METRICS if self.device.type == "cuda" else CPU_TRAINING_METRICS,
                 progress=progress,
             )
-        seeded = torch.Generator().manual_seed(config.seed + EVAL_SEED_OFFSET)
-        z = torch.randn(config.eval_n, config.z_size, generator=seeded)
-        generator = self.sampling_generator
-        faces = [to_uint8(sample_images(generator, part)) for part in z.split(EVAL_BATCH)]
-        row = {
-            "kind": "eval",
-            "epoch": self.epoch,
-            "step": self.step,
-            **self.evaluator(np.concatenate(faces)),
-        }
+        faces = draw_faces(self.sampling_generator, config.eval_n, config.seed + EVAL_SEED_OFFSET)
+        row = {"kind": "eval", "epoch": self.epoch, "step": self.step, **self.evaluator(faces)}
         if "fid" not in self.evaluator.metrics:
             row.setdefault("fid_unavailable", FID_SKIPPED)
         self._append(row)
