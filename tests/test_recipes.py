@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from tiny import tiny_config
 from torch import nn
 
 from facegan.data import load_faces
@@ -18,13 +19,6 @@ from facegan.train import TrainConfig, Trainer, generator_from_checkpoint, sampl
 @pytest.fixture(scope="module")
 def faces():
     return load_faces("synthetic", 16, n_images=96, progress=False)
-
-
-def tiny_config(out, **changes) -> TrainConfig:
-    settings = dict(
-        image_size=16, epochs=2, batch_size=16, z_size=8, conv_dim=4, n_samples=4, log_every=2
-    )
-    return TrainConfig(out=str(out), **(settings | changes))
 
 
 def flat(module: nn.Module) -> torch.Tensor:

@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 import torch
+from tiny import tiny_config as shared_tiny_config
 
 import facegan.train as train
 from facegan.__main__ import main
@@ -44,18 +45,8 @@ def restore_threads():
 
 
 def tiny_config(out, **changes) -> TrainConfig:
-    settings = dict(
-        image_size=16,
-        epochs=1,
-        batch_size=16,
-        z_size=8,
-        conv_dim=4,
-        n_samples=4,
-        log_every=2,
-        device="cpu",
-        out=str(out),
-    )
-    return TrainConfig(**(settings | changes))
+    """The shared tiny settings, for one epoch on the CPU."""
+    return shared_tiny_config(out, **({"epochs": 1, "device": "cpu"} | changes))
 
 
 def weights(trainer: Trainer) -> dict[str, torch.Tensor]:

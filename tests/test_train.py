@@ -7,6 +7,7 @@ import signal
 
 import pytest
 import torch
+from tiny import tiny_config
 
 from facegan.data import load_faces
 from facegan.errors import CheckpointError, ConfigError
@@ -30,20 +31,6 @@ from facegan.train import (
 @pytest.fixture(scope="module")
 def faces():
     return load_faces("synthetic", 16, n_images=96, progress=False)
-
-
-def tiny_config(out, **changes) -> TrainConfig:
-    settings = dict(
-        image_size=16,
-        epochs=2,
-        batch_size=16,
-        z_size=8,
-        conv_dim=4,
-        n_samples=4,
-        log_every=2,
-        out=str(out),
-    )
-    return TrainConfig(**(settings | changes))
 
 
 def without_timing(history: list[dict]) -> list[dict]:
