@@ -7,8 +7,24 @@ export FACEGAN_CACHE ?= $(CURDIR)/.cache/facegan
 
 .PHONY: report test lint data bench quality clean
 
+# PyTorch from PyPI brings its CUDA libraries: a new .venv takes about 6.2 GB. Checking the room
+# first turns a disk that would fill mid-install into one clear sentence.
+VENV_GIB ?= 7
+define ROOM_CHECK
+import os, shutil, sys
+where = os.path.dirname(os.path.abspath("$(VENV)"))
+free = shutil.disk_usage(where).free / 2**30
+if free < $(VENV_GIB):
+    sys.exit(
+        f"make: a new $(VENV) needs about $(VENV_GIB) GiB free in {where} (PyTorch brings its "
+        f"CUDA libraries), but {free:.1f} GiB is free there. Free some space, or set VENV to "
+        "a folder on a roomier disk, and run make again."
+    )
+endef
+export ROOM_CHECK
+
 $(VENV)/installed: requirements.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(PY) || { $(PYTHON) -c "$$ROOM_CHECK" && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
