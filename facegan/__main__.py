@@ -28,6 +28,7 @@ from facegan.train import (
     Trainer,
     draw_faces,
     generator_from_checkpoint,
+    generator_from_state,
     load_checkpoint,
     save_grid,
 )
@@ -192,8 +193,9 @@ def run_eval(args: argparse.Namespace) -> None:
     if args.n < 2:
         raise FaceGanError(f"--n must be at least 2, got {args.n}.")
     metrics = [name.strip() for name in args.metrics.split(",") if name.strip()]
-    config = load_checkpoint(args.checkpoint)["config"]
-    generator = generator_from_checkpoint(args.checkpoint)
+    state = load_checkpoint(args.checkpoint)
+    generator = generator_from_state(state, args.checkpoint)  # checks the recorded config too
+    config = state["config"]
     data = args.data or config["data"]
     progress = not args.no_progress
     real = load_faces(data, generator.image_size, args.n, config["seed"], progress=progress)
