@@ -442,8 +442,9 @@ def write_jpegs(folder: Path, count: int, size: int, seed: int) -> Path:
 def variants_to_time(settings: Settings, leaders: Sequence[Variant]) -> list[Variant]:
     """The TrainConfig settings to time at one size; the first is the defaults.
 
-    On the CPU, the first size tries layout x threads (4 variants); later sizes, where a step
-    costs seconds, the defaults and the first size's fastest other variant only. On CUDA:
+    On the CPU, the first size tries layout x threads (4 variants, and with --compile the
+    compiled defaults); later sizes, where a step costs seconds, the defaults and the first
+    size's fastest other variant only. On CUDA:
     precision (auto is bf16) x layout, and with --compile the compiled bf16 pair.
     """
     defaults = Variant()
@@ -462,7 +463,7 @@ def variants_to_time(settings: Settings, leaders: Sequence[Variant]) -> list[Var
     if settings.threads > 1:
         variants += [Variant(threads=1), Variant(channels_last="off", threads=1)]
     if settings.compile:
-        variants.append(Variant(threads=1, compile=True))
+        variants.append(Variant(compile=True))
     return variants
 
 
