@@ -7,7 +7,7 @@ export FACEGAN_CACHE ?= $(CURDIR)/.cache/facegan
 
 .PHONY: report test lint data bench quality clean
 
-# PyTorch from PyPI brings its CUDA libraries: a new .venv takes about 6.2 GB. Checking the room
+# PyTorch from PyPI brings its CUDA libraries: a new .venv takes about 6.1 GiB. Checking the room
 # first turns a disk that would fill mid-install into one clear sentence.
 VENV_GIB ?= 7
 define ROOM_CHECK
