@@ -28,6 +28,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -260,6 +261,19 @@ def make_optimizers(
     return d_optimizer, g_optimizer
 
 
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Within the block, module's trainable weights get no gradients; only those are thawed."""
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    for parameter in trainable:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter in trainable:
+            parameter.requires_grad_(True)
+
+
 def train_step(
     discriminator: nn.Module,
     generator: nn.Module,
@@ -295,18 +309,12 @@ def train_step(
 
     # G's update needs gradients through D, not D's own weight gradients: freezing D here skips
     # a third of D's backward work in this step (the step measured 1.07x faster at 32 px and
-    # 1.19x at 64 px on a 2-core CPU). Only what was trainable is frozen, then thawed.
-    trainable = [p for p in discriminator.parameters() if p.requires_grad]
-    for parameter in trainable:
-        parameter.requires_grad_(False)
-    try:
-        with autocast:
+    # 1.19x at 64 px on a 2-core CPU).
+    with frozen(discriminator):
+        with autocast:  # the forward only: PyTorch advises against backward under autocast
             g_loss = generator_loss(discriminator(fake_images), loss)
         g_optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
-    finally:
-        for parameter in trainable:
-            parameter.requires_grad_(True)
     g_optimizer.step()
     d_real, d_fake = d_real.detach().float(), d_fake.detach().float()
     if loss == "bce":  # logits: report D's mean probability
