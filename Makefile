@@ -46,6 +46,7 @@ data: $(VENV)/installed
 bench: $(VENV)/installed
 	$(PY) benchmarks/synthfaces.py
 	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/freeze.py
 	$(PY) benchmarks/reliability.py
 
 # The recipe study (about 40 minutes on 2 cores); REAL=path/to/faces.zip adds real faces.

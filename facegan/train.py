@@ -308,8 +308,7 @@ def train_step(
     d_optimizer.step()
 
     # G's update needs gradients through D, not D's own weight gradients: freezing D here skips
-    # a third of D's backward work in this step (the step measured 1.07x faster at 32 px and
-    # 1.19x at 64 px on a 2-core CPU).
+    # a third of D's backward work in this step (benchmarks/freeze.py times the difference).
     with frozen(discriminator):
         with autocast:  # the forward only: PyTorch advises against backward under autocast
             g_loss = generator_loss(discriminator(fake_images), loss)

@@ -1,0 +1,28 @@
+"""benchmarks/freeze.py: a tiny end-to-end run times both steps and records them."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "freeze.py"
+
+
+def test_a_tiny_run_times_both_steps_and_writes_their_ratio(tmp_path):
+    out = tmp_path / "freeze.json"
+    command = [sys.executable, str(SCRIPT), "--sizes", "16", "--repeats", "2", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    row = json.loads(out.read_text())["sizes"]["16px"]
+    assert row["repeats"] == 2
+    assert row["frozen_images_per_s"] > 0 and row["unfrozen_images_per_s"] > 0
+    expected = row["frozen_images_per_s"] / row["unfrozen_images_per_s"]
+    assert abs(row["ratio"] - expected) < 1e-9
+    assert "16px: D frozen in G's step" in result.stdout
+
+
+def test_repeats_must_be_one_count_or_one_per_size(tmp_path):
+    command = [sys.executable, str(SCRIPT), "--sizes", "16", "32", "64", "--repeats", "1", "2"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "--repeats takes one count, or one per size" in result.stderr
