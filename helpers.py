@@ -1,10 +1,11 @@
-"""The notebook's helpers: data loaders, grids, plots, model summaries and source display."""
+"""The notebook's helpers: data loaders, grids, plots, settings and model tables, source display."""
 
 from __future__ import annotations
 
 import inspect
 import os
 import platform
+from dataclasses import fields
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -14,8 +15,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.utils import make_grid
 
+from facegan.config import TrainConfig
 from facegan.data import load_faces
-from facegan.train import sample_images
+from facegan.models import sample_images
+from facegan.runtime import cpu_info
 
 
 def get_dataloader(
@@ -36,19 +39,10 @@ def environment() -> dict[str, str]:
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "CPU": _cpu_name(),
+        "CPU": f"{cpu_info().model} ({os.cpu_count()} cores)",
         "CPU threads used by torch": str(torch.get_num_threads()),
         "CUDA GPU": gpu,
     }
-
-
-def _cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
 def to_images(batch: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -78,6 +72,15 @@ def show_grid(
     if title:
         ax.set_title(title)
     return fig
+
+
+def settings_table(config: TrainConfig) -> str:
+    """A Markdown table of a run's settings: each parameter, its value and what it does."""
+    lines = ["| parameter | value | meaning |", "|---|---|---|"]
+    for setting in fields(config):
+        value = getattr(config, setting.name)
+        lines.append(f"| {setting.name.upper()} | {value!r} | {setting.metadata['help']} |")
+    return "\n".join(lines)
 
 
 def show_source(obj: object) -> object:
@@ -137,7 +140,7 @@ def plot_history(history: list[dict]) -> plt.Figure:
 
 # Metric curves: (history key, title, the real-data key drawn as the bound, higher is better).
 METRIC_PANELS = (
-    ("face_rate", "Faces found (Haar)", "face_rate_real", True),
+    ("faces_found", "Faces found (Haar)", "faces_found_real", True),
     ("mode_coverage", "Attribute modes covered", None, True),
     ("attribute_kl", "Attribute KL to real", "real_attribute_kl", False),
     ("confidence", "Classifier confidence", "real_confidence", True),
@@ -172,7 +175,7 @@ def plot_metrics(history: list[dict]) -> plt.Figure | None:
 
 # The default report's goals: generated faces detected at least 0.8 times as often as real
 # ones, and at least 90% of the attribute combinations that real faces cover at the same N.
-GOALS = {"face_rate_ratio": 0.8, "mode_coverage": 0.9}
+GOALS = {"faces_found_ratio": 0.8, "mode_coverage": 0.9}
 
 
 def metrics_table(result: dict) -> str:
@@ -185,10 +188,10 @@ def metrics_table(result: dict) -> str:
         met = "met" if result[key] >= GOALS[key] else "not met"
         return f"{key.replace('_', ' ')} >= {GOALS[key]}: {met} ({result[key]:.2f})"
 
-    if result.get("face_rate") is not None:
+    if result.get("faces_found") is not None:
         lines.append(
-            f"| faces found (Haar), {result['n']:,} images | {result['face_rate']:.1%} "
-            f"| {result['face_rate_real']:.1%} | {goal('face_rate_ratio')} |"
+            f"| faces found (Haar), {result['n']:,} images | {result['faces_found']:.1%} "
+            f"| {result['faces_found_real']:.1%} | {goal('faces_found_ratio')} |"
         )
     if result.get("mode_coverage") is not None:
         lines += [

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from machine import cpu_model, pin_to_one_core  # noqa: E402
 
-from facegan import coverage  # noqa: E402
+from facegan import attributes as coverage  # noqa: E402
 from facegan.synthfaces import RENDERER_VERSION, render_faces  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "coverage.json"

@@ -5,7 +5,7 @@ Run from the repository root:
     python benchmarks/freeze.py [--sizes 32 64] [--repeats 15 5] [--out FILE]
 
 At each size it builds one DCGAN pair (conv_dim 64, z 100, batch 128, channels_last as the CPU
-default) and times train_step in turns: once as it is, once with train.frozen replaced by a
+default) and times train_step in turns: once as it is, once with step.frozen replaced by a
 block that freezes nothing, so the two differ in the freeze alone. Prints the medians and their
 ratio; writes benchmarks/results/freeze.json (hardware, versions, settings, figures) unless
 --out names another file.
@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from machine import cpu_model  # noqa: E402
 
-from facegan import train  # noqa: E402
+from facegan import step as step_module  # noqa: E402
 from facegan.models import build_models  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "freeze.json"
@@ -71,16 +71,16 @@ def time_size(size: int, repeats: int) -> dict:
     discriminator, generator = build_models(Z_SIZE, CONV_DIM, size)
     discriminator = discriminator.to(memory_format=torch.channels_last)
     generator = generator.to(memory_format=torch.channels_last)
-    optimizers = train.make_optimizers(discriminator, generator)
+    optimizers = step_module.make_optimizers(discriminator, generator)
     real = (torch.rand(BATCH, 3, size, size) * 2 - 1).contiguous(memory_format=torch.channels_last)
     z = torch.randn(BATCH, Z_SIZE)
 
     def step(freeze: bool) -> float:
         # Not frozen: the textbook step, where D also computes its unused weight gradients.
-        unfrozen = mock.patch.object(train, "frozen", lambda _: contextlib.nullcontext())
+        unfrozen = mock.patch.object(step_module, "frozen", lambda _: contextlib.nullcontext())
         with contextlib.nullcontext() if freeze else unfrozen:
             start = time.perf_counter()
-            train.train_step(discriminator, generator, *optimizers, real, z)
+            step_module.train_step(discriminator, generator, *optimizers, real, z)
             return time.perf_counter() - start
 
     step(True), step(False)  # warm-up: oneDNN builds its kernels on the first steps

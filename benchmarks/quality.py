@@ -38,9 +38,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from facegan.config import TrainConfig  # noqa: E402
 from facegan.data import load_faces  # noqa: E402
-from facegan.metrics import main_metric  # noqa: E402
-from facegan.train import TrainConfig, Trainer  # noqa: E402
+from facegan.evaluate import main_metric  # noqa: E402
+from facegan.trainer import Trainer  # noqa: E402
 from helpers import environment  # noqa: E402
 
 # The report's settings: the study answers "what should the report train with?".
@@ -153,8 +154,8 @@ def print_tables(results: list[dict], ranking: dict[str, dict], choice: dict) ->
                 conf = f"{m['confidence']:.3f}" if "confidence" in m else "-"
                 print(
                     f"{variant:<11} {r['seed']:>4} {table['ranks'][variant]:>4} {r['steps']:>6} "
-                    f"{r['step_seconds']:>7.3f} {m['face_rate']:>6.1%} "
-                    f"{m['face_rate_ratio']:>6.2f} {modes:>7} {kl:>7} {conf:>6} "
+                    f"{r['step_seconds']:>7.3f} {m['faces_found']:>6.1%} "
+                    f"{m['faces_found_ratio']:>6.2f} {modes:>7} {kl:>7} {conf:>6} "
                     f"{r['final_d_real']:>5.2f} {r['final_d_fake']:>8.2f}"
                 )
     print(f"\nbest mean rank: {choice['variant']} {choice['settings']}")
@@ -205,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for data, n in sources:  # decode and cache once, before the workers read the cache
         load_faces(data, BASE["image_size"], n)
     if any(data == "synthetic" for data, _ in sources):
-        from facegan.coverage import attribute_classifier
+        from facegan.attributes import attribute_classifier
 
         attribute_classifier(BASE["image_size"])  # trained once here, cached for the workers
     jobs = [

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from machine import cpu_model, pin_to_one_core  # noqa: E402
 
-from facegan import metrics  # noqa: E402
+from facegan import facedetect  # noqa: E402
 from facegan.synthfaces import RENDERER_VERSION, render_faces  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "synthfaces.json"
@@ -47,8 +47,8 @@ def main() -> None:
     detect = min(args.detect, args.n)
     small, _ = render_faces(detect, image_size=32, seed=args.seed)
     rates = {
-        args.size: metrics.face_detection_rate(images[:detect]),
-        32: metrics.face_detection_rate(small),
+        args.size: facedetect.faces_found(images[:detect]),
+        32: facedetect.faces_found(small),
     }
     if args.grid:
         save_grid(render_faces(GRID_SIDE**2, image_size=64, seed=args.seed)[0], args.grid)
@@ -72,11 +72,11 @@ def main() -> None:
         },
         "haar": {
             "protocol": {
-                "cascade": metrics.CASCADE_FILE,
-                "detect_size": metrics.DETECT_SIZE,
-                "scale_factor": metrics.SCALE_FACTOR,
-                "min_neighbors": metrics.MIN_NEIGHBORS,
-                "min_size": metrics.MIN_SIZE,
+                "cascade": facedetect.CASCADE_FILE,
+                "detect_size": facedetect.DETECT_SIZE,
+                "scale_factor": facedetect.SCALE_FACTOR,
+                "min_neighbors": facedetect.MIN_NEIGHBORS,
+                "min_size": facedetect.MIN_SIZE,
             },
             "faces": detect,
             "rates": {f"{size}px": round(rate, 4) for size, rate in rates.items()},

@@ -57,10 +57,12 @@ from torchvision import datasets, transforms
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from facegan.config import TrainConfig  # noqa: E402
 from facegan.data import FaceDataset, load_faces  # noqa: E402
 from facegan.models import build_models  # noqa: E402
+from facegan.runtime import resolve_device  # noqa: E402
 from facegan.synthfaces import render_faces  # noqa: E402
-from facegan.train import TrainConfig, Trainer, resolve_device  # noqa: E402
+from facegan.trainer import Trainer  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "throughput.json"
 # Images per timed repeat. 2,560 at 64 px would take 2-3 min per epoch on the shared 2-core

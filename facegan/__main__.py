@@ -10,93 +10,48 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import types
 import warnings
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
+from typing import get_type_hints
 
 import numpy as np
 import torch
 
+from facegan.checkpoint import generator_from_checkpoint, generator_from_state, load_checkpoint
+from facegan.config import TrainConfig
 from facegan.data import load_faces
 from facegan.errors import FaceGanError
-from facegan.losses import LOSSES
-from facegan.metrics import METRICS, Evaluator
-from facegan.models import D_NORMS
-from facegan.train import (
-    TrainConfig,
-    Trainer,
-    draw_faces,
-    generator_from_checkpoint,
-    generator_from_state,
-    load_checkpoint,
-    save_grid,
-)
-
-# Flags are TrainConfig's fields with dashes: one name for one idea everywhere.
-TRAIN_FLAGS = (
-    "data",
-    "image_size",
-    "epochs",
-    "batch_size",
-    "z_size",
-    "conv_dim",
-    "n_images",
-    "seed",
-    "device",
-    "precision",
-    "out",
-    "lr",
-    "beta1",
-    "beta2",
-    "loss",
-    "d_norm",
-    "gp_weight",
-    "ema",
-    "eval_every",
-    "eval_n",
-    "n_samples",
-    "log_every",
-    "checkpoint_every",
-    "channels_last",
-    "threads",
-)
-FLAG_HELP = {
-    "data": '"synthetic" (built in), "celeba" (under data/), or a folder or .zip of images',
-    "image_size": "a power of two from 16 to 256",
-    "n_images": "use only the first N images (default: all real ones; 20000 synthetic)",
-    "device": "auto, cuda, mps or cpu",
-    "precision": "auto (bf16 on a GPU that has it, else fp32), fp32 or bf16",
-    "out": "the run folder",
-    "checkpoint_every": "also save a checkpoint every K steps; 0: only at epoch ends",
-    "channels_last": "channels_last memory format: on, off, or auto (on where it measured faster)",
-    "threads": "CPU threads for torch; 0: auto (torch's count, at most the usable cores)",
-    "loss": "the GAN objective: " + ", ".join(LOSSES),
-    "d_norm": "D's normalisation: " + ", ".join(D_NORMS) + " (wgan-gp needs none or spectral)",
-    "gp_weight": "weight of the gradient penalty of --loss wgan-gp",
-    "ema": "sample from an average of G's weights with this decay, e.g. 0.999; 0: off",
-    "eval_every": "measure the faces every K epochs and keep checkpoints/best.pt; 0: never",
-    "eval_n": "faces drawn per evaluation",
-}
+from facegan.evaluate import METRICS, Evaluator, draw_faces
+from facegan.images import save_grid
+from facegan.trainer import Trainer
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
+    """train's flags: TrainConfig's fields with dashes, typed, with their help and choices."""
     parser = commands.add_parser("train", help="train a DCGAN; writes a run folder")
-    types = {f.name: f for f in fields(TrainConfig)}
-    for name in TRAIN_FLAGS:
-        default = types[name].default
-        kind = float if isinstance(default, float) else str if isinstance(default, str) else int
+    hints = get_type_hints(TrainConfig)
+    for setting in fields(TrainConfig):
+        flag, help_text = "--" + setting.name.replace("_", "-"), setting.metadata["help"]
+        kind = hints[setting.name]
+        if kind is bool:  # a switch, off unless given
+            parser.add_argument(flag, action="store_true", help=help_text)
+            continue
+        if isinstance(kind, types.UnionType):  # int | None: a number, or left unset
+            (kind,) = (arg for arg in kind.__args__ if arg is not type(None))
+        choices = setting.metadata.get("choices")
+        if setting.default is not None:
+            help_text += f" (default: {setting.default})"
         parser.add_argument(
-            "--" + name.replace("_", "-"),
+            flag,
             type=kind,
-            default=default,
-            help=FLAG_HELP.get(name, "")
-            if default is None
-            else f"{FLAG_HELP.get(name, '')} (default: {default})".strip(),
+            default=setting.default,
+            # Shown, not enforced here: TrainConfig.validate refuses others with a clear message.
+            metavar="{" + ",".join(map(str, choices)) + "}" if choices else None,
+            help=help_text,
         )
-    parser.add_argument("--smooth", action="store_true", help="real-label smoothing (0.9)")
-    parser.add_argument("--flip", action="store_true", help="mirror a random half of each batch")
-    parser.add_argument("--compile", action="store_true", help="torch.compile G and D for training")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -161,17 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_train(args: argparse.Namespace) -> None:
     config = TrainConfig(
-        **{name: getattr(args, name) for name in TRAIN_FLAGS},
-        smooth=args.smooth,
-        flip=args.flip,
-        compile=args.compile,
+        **{setting.name: getattr(args, setting.name) for setting in fields(TrainConfig)}
     )
     trainer = Trainer(config)
     if args.resume:
         trainer.resume()
     history = trainer.fit(progress=not args.no_progress)
-    if history:
-        last = history[-1]
+    trained = [row for row in history if row["kind"] == "train"]  # not the evaluations
+    if trained:
+        last = trained[-1]
         print(
             f"step {last['step']}: d_loss {last['d_loss']:.3f}, g_loss {last['g_loss']:.3f}, "
             f"D(x) {last['d_real']:.2f}, D(G(z)) {last['d_fake']:.2f}"

@@ -1,4 +1,4 @@
-"""Face images for training: sources, a decoded uint8 cache, and batch helpers."""
+"""Face images for training: sources, a decoded uint8 cache, and the data order."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import io
 import json
-import numbers
 import os
 import re
 import tempfile
@@ -22,8 +21,9 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from facegan.errors import ConfigError, DataError
-from facegan.models import IMAGE_SIZES
+from facegan.config import check_positive
+from facegan.errors import DataError
+from facegan.images import check_image_size, to_float
 
 DEFAULT_SYNTHETIC_IMAGES = 20000
 # Part of every cache key: bump it whenever decoding, cropping or resizing changes.
@@ -36,7 +36,6 @@ CELEBA_PLACES = (
     Path("data/img_align_celeba.zip"),
 )
 ACCEPTED_SOURCES = '"synthetic", "celeba", a folder of images, or a .zip of images'
-_RENDER_CHUNK = 500
 
 Reader = Callable[[str], bytes]
 
@@ -54,6 +53,7 @@ class FaceDataset(Dataset):
         source: str,
         attributes: dict[str, np.ndarray] | None = None,
         skipped: list[str] | None = None,
+        *,
         key: str | None = None,
     ) -> None:
         self.images = images
@@ -77,13 +77,6 @@ def scale(x: torch.Tensor, feature_range: tuple[float, float] = (-1, 1)) -> torc
     """Map images with values in [0, 1] onto feature_range."""
     low, high = feature_range
     return x * (high - low) + low
-
-
-def to_float(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 [B, S, S, 3] images (any device) -> contiguous float32 [B, 3, S, S] in [-1, 1]."""
-    if batch.dtype != torch.uint8:
-        raise TypeError(f"to_float expects uint8 images, got {batch.dtype}")
-    return batch.permute(0, 3, 1, 2).contiguous().float().div_(127.5).sub_(1)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -130,6 +123,7 @@ def load_faces(
     image_size: int = 32,
     n_images: int | None = None,
     seed: int = 0,
+    *,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> FaceDataset:
@@ -142,12 +136,12 @@ def load_faces(
     image_size, n_images = _checked_settings(image_size, n_images)
     cache = cache_root(cache_dir)
     if isinstance(source, str) and source == "synthetic":
-        return _load_synthetic(image_size, n_images, int(seed), cache, progress)
+        return _load_synthetic(image_size, n_images, int(seed), cache, progress=progress)
     if isinstance(source, str) and source == "celeba":
         path = _find_celeba()
     else:
         path = Path(source).expanduser()
-    faces = _load_real(path, image_size, n_images, cache, progress)
+    faces = _load_real(path, image_size, n_images, cache, progress=progress)
     if faces.skipped:
         named = ", ".join(faces.skipped[:5])
         more = f" and {len(faces.skipped) - 5} more" if len(faces.skipped) > 5 else ""
@@ -160,17 +154,10 @@ def load_faces(
 
 
 def _checked_settings(image_size: int, n_images: int | None) -> tuple[int, int | None]:
-    if not _is_whole(image_size) or image_size not in IMAGE_SIZES:
-        raise ConfigError(
-            f"image_size must be a power of two from 16 to 256 {IMAGE_SIZES}, not {image_size!r}"
-        )
-    if n_images is not None and not (_is_whole(n_images) and n_images > 0):
-        raise ConfigError(f"n_images must be a positive whole number or None, not {n_images!r}")
-    return int(image_size), None if n_images is None else int(n_images)
-
-
-def _is_whole(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    image_size = check_image_size(image_size)
+    if n_images is not None:
+        check_positive("n_images", n_images)
+    return image_size, None if n_images is None else int(n_images)
 
 
 def _find_celeba() -> Path:
@@ -187,7 +174,7 @@ def _find_celeba() -> Path:
 
 
 def _load_synthetic(
-    image_size: int, n_images: int | None, seed: int, cache: Path, progress: bool
+    image_size: int, n_images: int | None, seed: int, cache: Path, *, progress: bool
 ) -> FaceDataset:
     from facegan import synthfaces
 
@@ -221,8 +208,8 @@ def _render_into(out: np.ndarray, seed: int, progress: bool) -> dict[str, np.nda
 
     parts = []
     with tqdm(total=len(out), desc="rendering faces", unit="img", disable=not progress) as bar:
-        for start in range(0, len(out), _RENDER_CHUNK):
-            stop = min(start + _RENDER_CHUNK, len(out))
+        for start in range(0, len(out), synthfaces.RENDER_CHUNK):
+            stop = min(start + synthfaces.RENDER_CHUNK, len(out))
             out[start:stop], attributes = synthfaces.render_faces(
                 stop - start, out.shape[1], seed, start
             )
@@ -232,7 +219,7 @@ def _render_into(out: np.ndarray, seed: int, progress: bool) -> dict[str, np.nda
 
 
 def _load_real(
-    path: Path, image_size: int, n_images: int | None, cache: Path, progress: bool
+    path: Path, image_size: int, n_images: int | None, cache: Path, *, progress: bool
 ) -> FaceDataset:
     if not path.exists():
         raise DataError(f"{path} does not exist. The data source must be {ACCEPTED_SOURCES}.")
@@ -257,7 +244,7 @@ def _load_real(
             skipped: list[str] = []
 
             def decode(out: np.ndarray) -> int:
-                return _decode_into(out, names, read, skipped, progress)
+                return _decode_into(out, names, read, skipped, progress=progress)
 
             if not _write_images(npy, (count, image_size, image_size, 3), decode):
                 raise DataError(
@@ -269,7 +256,7 @@ def _load_real(
     return faces
 
 
-def _is_image_name(name: str) -> bool:
+def is_image_name(name: str) -> bool:
     """An image by extension; macOS zip leftovers (__MACOSX/, ._name.jpg) are not images."""
     parts = name.split("/")
     return (
@@ -282,7 +269,7 @@ def _is_image_name(name: str) -> bool:
 def _folder_images(folder: Path) -> list[str]:
     """Image files under folder as sorted relative POSIX paths."""
     names = (path.relative_to(folder).as_posix() for path in folder.rglob("*"))
-    return sorted(name for name in names if _is_image_name(name) and (folder / name).is_file())
+    return sorted(name for name in names if is_image_name(name) and (folder / name).is_file())
 
 
 def _fingerprint(path: Path) -> dict[str, object]:
@@ -312,7 +299,7 @@ def _open_images(path: Path) -> Iterator[tuple[list[str], Reader]]:
         ) from error
     with archive:
         infos = [info for info in archive.infolist() if not info.is_dir()]
-        names = sorted(info.filename for info in infos if _is_image_name(info.filename))
+        names = sorted(info.filename for info in infos if is_image_name(info.filename))
         yield names, lambda name: _read_member(archive, name)
 
 
@@ -331,7 +318,7 @@ def _read_member(archive: zipfile.ZipFile, name: str) -> bytes:
 
 
 def _decode_into(
-    out: np.ndarray, names: list[str], read: Reader, skipped: list[str], progress: bool
+    out: np.ndarray, names: list[str], read: Reader, skipped: list[str], *, progress: bool
 ) -> int:
     """Decode images in order until `out` is full; returns how many were stored."""
     count = 0
@@ -384,7 +371,7 @@ def _read_cache(npy: Path) -> FaceDataset | None:
         images = np.load(npy, mmap_mode="r")
     except (OSError, ValueError, KeyError):
         return None
-    return FaceDataset(images, meta["source"], attributes, meta["skipped"], npy.stem)
+    return FaceDataset(images, meta["source"], attributes, meta["skipped"], key=npy.stem)
 
 
 def _write_meta(

@@ -8,20 +8,16 @@ are checked so that unpacking it by hand is safe too.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import http.client
 import os
 import re
 import shutil
-import stat
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-import zipfile
-import zlib
 from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from http.cookiejar import CookieJar
@@ -29,8 +25,8 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
+from facegan.archive import READ_CHUNK, KnownCopy, check_checksum, check_zip
 from facegan.data import CELEBA_PLACES
-from facegan.data import _is_image_name as is_image_name  # count what the loader will load
 from facegan.errors import ConfigError, DataError
 
 URLS_ENV = "FACEGAN_CELEBA_URLS"
@@ -38,7 +34,6 @@ USER_AGENT = "facegan (CelebA download)"
 TIMEOUT_S = 60
 ATTEMPTS = 4  # tries per source while a transfer keeps breaking off, each resuming the last
 RETRY_WAIT_S = 2.0
-_CHUNK = 1 << 20
 _PAGE_LIMIT = 1 << 20  # how much of a web page (or an error body) is read to judge it
 _HTML_START = re.compile(rb"\s*(<!doctype html|<html|<head|<body|<meta|<title)", re.IGNORECASE)
 _QUOTA_PHRASES = (
@@ -46,15 +41,6 @@ _QUOTA_PHRASES = (
     "too many users have viewed or downloaded",
     "can't view or download this file at this time",
 )
-
-
-@dataclass(frozen=True)
-class KnownCopy:
-    """A published copy of a file: its size in bytes and its checksum."""
-
-    size: int
-    algorithm: str
-    digest: str
 
 
 @dataclass(frozen=True)
@@ -194,7 +180,7 @@ def check_archive(path: str | os.PathLike, source: Source, progress: bool = True
     _refuse_html(path)
     copies = [copy for copy in source.known_copies if copy.size == path.stat().st_size]
     if copies:
-        _check_checksum(path, copies, progress)
+        check_checksum(path, copies, progress)
     else:
         warnings.warn(
             f"{path.name} ({path.stat().st_size:,} bytes) matches no known copy of the "
@@ -202,7 +188,7 @@ def check_archive(path: str | os.PathLike, source: Source, progress: bool = True
             UnverifiedCopyWarning,
             stacklevel=2,
         )
-    return _check_zip(path, source, check_crcs=not copies, progress=progress)
+    return check_zip(path, source.name, source.min_images, check_crcs=not copies, progress=progress)
 
 
 def _present(data_dir: Path, sources: tuple[Source, ...]) -> Path | None:
@@ -215,7 +201,8 @@ def _present(data_dir: Path, sources: tuple[Source, ...]) -> Path | None:
         if path.is_file():
             try:
                 _refuse_html(path)
-                _check_zip(path, by_name[path.name], check_crcs=False, progress=False)
+                source = by_name[path.name]
+                check_zip(path, source.name, source.min_images, check_crcs=False, progress=False)
             except DataError as error:
                 raise DataError(
                     f"{path} is already there but is not usable: {error} It was left as it is; "
@@ -277,7 +264,7 @@ def _transfer(
             ) as bar,
         ):
             try:
-                while chunk := response.read(_CHUNK):
+                while chunk := response.read(READ_CHUNK):
                     file.write(chunk)
                     bar.update(len(chunk))
             except (OSError, http.client.HTTPException) as error:
@@ -432,95 +419,6 @@ def _refuse_html(path: Path) -> None:
     if _is_quota_page(head.decode("utf-8", "replace")):
         raise DataError(f"{path.name} is not a zip but a web page: {_QUOTA_MESSAGE}.")
     raise DataError(f"{path.name} is not a zip but a web page (HTML), e.g. an error page.")
-
-
-def _check_checksum(path: Path, copies: list[KnownCopy], progress: bool) -> None:
-    for copy in copies:
-        if _file_digest(path, copy.algorithm, progress) == copy.digest:
-            return
-    names = ", ".join(f"{copy.algorithm} {copy.digest}" for copy in copies)
-    raise DataError(
-        f"{path.name} has the size of a known copy ({path.stat().st_size:,} bytes) but not its "
-        f"checksum ({names}): the download is damaged."
-    )
-
-
-def _file_digest(path: Path, algorithm: str, progress: bool) -> str:
-    digest = hashlib.new(algorithm, usedforsecurity=False)
-    with (
-        open(path, "rb") as file,
-        tqdm(
-            total=path.stat().st_size,
-            desc=f"{algorithm} {path.name}",
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            disable=not progress,
-        ) as bar,
-    ):
-        while chunk := file.read(_CHUNK):
-            digest.update(chunk)
-            bar.update(len(chunk))
-    return digest.hexdigest()
-
-
-def _check_zip(path: Path, source: Source, check_crcs: bool, progress: bool) -> int:
-    """Refuse a zip that is damaged, unsafe to unpack or too small; returns its image count."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = [info for info in archive.infolist() if not info.is_dir()]
-            for info in members:
-                _check_member_name(path, info)
-            images = sum(is_image_name(info.filename) for info in members)
-            if images < source.min_images:
-                raise DataError(
-                    f"{path.name} holds {images:,} images; a real copy of the {source.name} "
-                    f"holds at least {source.min_images:,}."
-                )
-            if check_crcs:
-                _check_crcs(archive, members, path.name, progress)
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
-        raise DataError(f"{path.name} is not a whole, sound zip ({error}).") from error
-    return images
-
-
-def _check_member_name(path: Path, info: zipfile.ZipInfo) -> None:
-    name = info.filename.replace("\\", "/")
-    problem = None
-    if name.startswith("/") or re.match(r"[A-Za-z]:", name):
-        problem = "an absolute path"
-    elif ".." in name.split("/"):
-        problem = "a '..' that leads outside the folder"
-    elif stat.S_ISLNK(info.external_attr >> 16):
-        problem = "a symbolic link"
-    if problem:
-        raise DataError(
-            f"{path.name} is refused: its member {info.filename!r} is {problem}, so unpacking "
-            "it could write outside the target folder."
-        )
-
-
-def _check_crcs(
-    archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], name: str, progress: bool
-) -> None:
-    """Read every member: zipfile compares each one's CRC-32 when its end is reached."""
-    total = sum(info.file_size for info in members)
-    with tqdm(
-        total=total,
-        desc=f"checking {name}",
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        disable=not progress,
-    ) as bar:
-        for info in members:
-            try:
-                with archive.open(info) as member:
-                    while chunk := member.read(_CHUNK):
-                        bar.update(len(chunk))
-            except (zlib.error, NotImplementedError, RuntimeError) as error:
-                damaged = f"{name}: member {info.filename!r} is damaged ({error})."
-                raise DataError(damaged) from error
 
 
 def _describe(error: BaseException) -> str:

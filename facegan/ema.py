@@ -2,7 +2,7 @@
 
 G's weights wander from step to step as it chases D; their running average draws smoother,
 steadier faces (Yazıcı et al. 2019, "The unusual effectiveness of averaging in GAN
-training"). The average covers BatchNorm's running statistics too, so that eval-mode
+training"). The EMA covers BatchNorm's running statistics too, so that eval-mode
 sampling normalises with statistics that match the averaged weights.
 """
 
@@ -14,21 +14,21 @@ import torch
 from torch import nn
 
 
-class WeightAverage:
-    """Holds `average`, a copy of a model whose weights follow the model's by EMA."""
+class EMA:
+    """Holds `model`, a copy of a model whose weights follow the original's by EMA."""
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
-        self.average = copy.deepcopy(model).eval().requires_grad_(False)
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
     def effective_decay(self, step: int) -> float:
-        """The decay at a step: smaller early on, so that the average forgets the random init."""
+        """The decay at a step: smaller early on, so that the EMA forgets the random init."""
         return min(self.decay, (1 + step) / (10 + step))
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
-        """Move the average towards model's current weights (step counts from 0)."""
-        averaged, current = self.average.state_dict(), model.state_dict()
+        """Move the EMA towards model's current weights (step counts from 0)."""
+        averaged, current = self.model.state_dict(), model.state_dict()
         floats = [name for name, value in current.items() if value.is_floating_point()]
         # One fused update for all weights: this runs after every training step.
         torch._foreach_lerp_(

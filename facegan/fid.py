@@ -7,7 +7,7 @@ fixed here and versioned (PROTOCOL_VERSION):
   images take the same path: uint8 NHWC -> uint8 NCHW -> torch-fidelity's InceptionV3
   (FeatureExtractorInceptionV3, the TF1 Inception of 2015-12-05), which resizes to 299x299
   itself, TF1-style bilinear. facegan never resizes for the metric.
-- Features: the 2048-d pool features (FEATURE), for FID and for KID alike.
+- Features: the 2048-d pool features (inception.FEATURE), for FID and for KID alike.
 - N: DEFAULT_N generated images (10,000); FULL_N (50,000) for numbers to set beside papers.
   FID is biased upward at small N, and with N <= 2048 the 2048-d covariance is not full rank
   (a SmallSampleWarning says so). The reference set's N is part of its cache key.
@@ -19,18 +19,14 @@ fixed here and versioned (PROTOCOL_VERSION):
   under facegan.data.cache_root(), keyed by the caller's dataset key, image size, N, feature
   extractor and PROTOCOL_VERSION.
 
-The Inception weights are never downloaded here. They are read from FACEGAN_INCEPTION_WEIGHTS
-when that is set, else from torch's hub cache ($TORCH_HOME/hub/checkpoints/, TORCH_HOME
-defaulting to ~/.cache/torch). Without them the metrics are reported as unavailable, with the
-reason and the file to place; never as a number.
+The Inception weights are never downloaded (facegan.inception finds them). Without them the
+metrics are reported as unavailable, with the reason and the file to place; never as a number.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import os
 import re
 import warnings
 import zipfile
@@ -40,18 +36,17 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import torch
 from scipy import linalg
 from tqdm.auto import tqdm
 
 from facegan.data import cache_root, write_atomic
 from facegan.errors import ConfigError, FaceGanError
-from facegan.metrics import check_face_images
+from facegan.images import check_face_images
+from facegan.inception import InceptionUnavailable, inception_extractor
 
 # The protocol. Bump PROTOCOL_VERSION whenever a choice below changes: cached reference
 # statistics are keyed on it, so old ones are not mixed with new.
 PROTOCOL_VERSION = "1"
-FEATURE = "2048"
 DEFAULT_N = 10_000
 FULL_N = 50_000
 BATCH_SIZE = 200
@@ -66,17 +61,7 @@ FID_EPS = 1e-6
 # diagonal means the statistics are broken, not rounding.
 IMAGINARY_TOLERANCE = 1e-3
 
-INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
-INCEPTION_WEIGHTS_URL = (
-    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_WEIGHTS_FILE
-)
-WEIGHTS_ENV = "FACEGAN_INCEPTION_WEIGHTS"
-INCEPTION_NAME = "inception-v3-tf-2015-12-05-pool2048"
 CACHE_FOLDER = "fid"
-
-
-class InceptionUnavailable(FaceGanError):
-    """The Inception weights cannot be had on this machine, so FID and KID cannot be computed."""
 
 
 class SmallSampleWarning(UserWarning):
@@ -104,103 +89,6 @@ class ReferenceStats:
     mu: np.ndarray  # [D] float64
     sigma: np.ndarray  # [D, D] float64
     kid_features: np.ndarray  # [min(n, KID_REFERENCE_FEATURES), D] float32
-
-
-# Inception --------------------------------------------------------------------------------
-
-
-def inception_weights_path() -> Path:
-    """Where the Inception weights are looked for: $FACEGAN_INCEPTION_WEIGHTS, else torch's hub."""
-    named = os.environ.get(WEIGHTS_ENV)
-    if named:
-        return Path(named).expanduser()
-    return _hub_weights_path()
-
-
-def _hub_weights_path() -> Path:
-    # torch.hub.get_dir() honours $TORCH_HOME (default ~/.cache/torch); it is where
-    # torch-fidelity itself would save the file.
-    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_FILE
-
-
-def _placement_help() -> str:
-    return (
-        f"Place {INCEPTION_WEIGHTS_FILE} (torch-fidelity's InceptionV3 weights, from "
-        f"{INCEPTION_WEIGHTS_URL}) at {_hub_weights_path()}, or anywhere and set {WEIGHTS_ENV} "
-        "to its path. facegan never downloads it."
-    )
-
-
-def _weights_file() -> Path:
-    """The weights file, or InceptionUnavailable saying what is missing and where it may go."""
-    if importlib.util.find_spec("torch_fidelity") is None:
-        raise InceptionUnavailable(
-            "FID/KID unavailable: the torch-fidelity package is not installed; install the "
-            "pinned version from requirements.txt (pip install -r requirements.txt)."
-        )
-    path = inception_weights_path()
-    if path.is_file():
-        return path
-    if os.environ.get(WEIGHTS_ENV):
-        where = f"{WEIGHTS_ENV} names {path}, which is not a file"
-    else:
-        where = f"{INCEPTION_WEIGHTS_FILE} is not at {path}"
-    raise InceptionUnavailable(f"FID/KID unavailable: {where}. {_placement_help()}")
-
-
-def inception_status() -> str | None:
-    """None when the Inception weights file is in place, else why FID/KID are unavailable.
-
-    The file is only looked for here; inception_extractor() loads it and reports a damaged one.
-    """
-    try:
-        _weights_file()
-    except InceptionUnavailable as error:
-        return str(error)
-    return None
-
-
-class _InceptionFeatures:
-    """torch-fidelity's InceptionV3 behind the FeatureExtractor interface."""
-
-    name = INCEPTION_NAME
-
-    def __init__(self, model: torch.nn.Module, device: torch.device) -> None:
-        self.model = model
-        self.device = device
-
-    def __call__(self, images_uint8_nhwc: np.ndarray) -> np.ndarray:
-        # A copy: batches may be read-only slices of a memory-mapped cache.
-        batch = torch.from_numpy(np.array(images_uint8_nhwc, dtype=np.uint8))
-        batch = batch.permute(0, 3, 1, 2).to(self.device)
-        with torch.inference_mode():
-            (features,) = self.model(batch)
-        return features.double().cpu().numpy()
-
-
-def inception_extractor(device: str = "auto") -> FeatureExtractor:
-    """torch-fidelity's InceptionV3 (2048-d pool features), loaded from the local weights file.
-
-    Raises InceptionUnavailable, with the file to place, when the weights are missing or broken.
-    """
-    path = _weights_file()  # checked first: without a path torch-fidelity would download
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-    # Imported here because facegan.train may import this module.
-    from facegan.train import resolve_device
-
-    try:
-        model = FeatureExtractorInceptionV3(
-            INCEPTION_NAME, [FEATURE], feature_extractor_weights_path=str(path)
-        )
-    except Exception as error:  # torch.load and load_state_dict fail in many ways on a bad file
-        raise InceptionUnavailable(
-            f"FID/KID unavailable: {path} could not be loaded as the Inception weights "
-            f"({type(error).__name__}: {error}). {_placement_help()}"
-        ) from error
-    device = resolve_device(device)
-    # torch-fidelity 0.3.0 leaves the module in train mode; its BatchNorms need eval mode.
-    return _InceptionFeatures(model.eval().to(device), device)
 
 
 # Features and statistics ------------------------------------------------------------------
@@ -303,6 +191,7 @@ def _sqrtm_product(sigma1: np.ndarray, sigma2: np.ndarray) -> np.ndarray:
 def kernel_inception_distance(
     features_a: np.ndarray,
     features_b: np.ndarray,
+    *,
     subsets: int = KID_SUBSETS,
     subset_size: int = KID_SUBSET_SIZE,
     seed: int = KID_SEED,
@@ -504,8 +393,8 @@ def fidelity_metrics(
     reference_key: str,
     reference_images: np.ndarray | Callable[[], np.ndarray],
     extractor: FeatureExtractor | None = None,
-    progress: bool = True,
     *,
+    progress: bool = True,
     reference_n: int | None = None,
 ) -> dict:
     """FID and KID in one call, with Inception unless `extractor` is given.

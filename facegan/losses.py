@@ -18,23 +18,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from facegan.errors import ConfigError
+from facegan.config import check_loss
 
 SMOOTH_REAL_LABEL = 0.9
-LOSSES = ("bce", "lsgan", "hinge", "wgan-gp")
-# Objectives whose real target is a label that smoothing can lower.
-SMOOTHABLE = ("bce", "lsgan")
-
-
-def check_loss(loss: str, smooth: bool = False) -> None:
-    """Raise ConfigError for an unknown objective, or smoothing one that has no label."""
-    if loss not in LOSSES:
-        raise ConfigError(f"loss {loss!r} is unknown: choose one of {LOSSES}.")
-    if smooth and loss not in SMOOTHABLE:
-        raise ConfigError(
-            f"label smoothing needs a loss with a real label ({', '.join(SMOOTHABLE)}); "
-            f"{loss!r} has none. Drop --smooth or choose another --loss."
-        )
 
 
 def real_loss(d_out: torch.Tensor, smooth: bool = False) -> torch.Tensor:

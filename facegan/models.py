@@ -13,39 +13,15 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-from facegan.errors import ConfigError
+from facegan.config import D_NORMS, check_choice, check_positive
+from facegan.images import check_image_size
 
-IMAGE_SIZES = tuple(2**k for k in range(4, 9))
 MAX_WIDTH = 8
-# How D normalises its hidden layers: the paper's BatchNorm, spectral norm on every conv
-# (Miyato et al. 2018; no BatchNorm), or nothing (the critic of WGAN-GP, whose per-image
-# gradient penalty BatchNorm would mix across the batch).
-D_NORMS = ("batch", "spectral", "none")
-
-
-def check_image_size(image_size: int) -> int:
-    """Return log2(image_size), or raise ConfigError if the size is not supported."""
-    if (
-        isinstance(image_size, bool)
-        or not isinstance(image_size, int)
-        or (image_size not in IMAGE_SIZES)
-    ):
-        raise ConfigError(
-            f"image_size {image_size!r} is not supported: choose a power of two from "
-            f"{IMAGE_SIZES[0]} to {IMAGE_SIZES[-1]} ({', '.join(map(str, IMAGE_SIZES))})."
-        )
-    return int(math.log2(image_size))
-
-
-def check_positive(name: str, value: int) -> None:
-    """Raise ConfigError unless value is a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive whole number, got {value!r}.")
 
 
 def channel_widths(conv_dim: int, image_size: int) -> list[int]:
     """Channels of the feature maps from the image-size end down to 4x4."""
-    n_stages = check_image_size(image_size) - 2
+    n_stages = int(math.log2(check_image_size(image_size))) - 2
     return [conv_dim * min(2**k, MAX_WIDTH) for k in range(n_stages)]
 
 
@@ -80,13 +56,13 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """Maps images (N, 3, S, S) to one logit per image, shape (N, 1); no sigmoid.
 
-    norm chooses the hidden layers' normalisation, one of D_NORMS (default: BatchNorm).
+    norm chooses the hidden layers' normalisation, one of config.D_NORMS (default: BatchNorm).
     """
 
     def __init__(self, conv_dim: int = 64, image_size: int = 32, norm: str = "batch"):
         super().__init__()
         check_positive("conv_dim", conv_dim)
-        check_d_norm(norm)
+        check_choice("d_norm", norm, D_NORMS)
         self.conv_dim, self.image_size, self.norm = conv_dim, image_size, norm
         widths = channel_widths(conv_dim, image_size)
         # No BatchNorm on the first layer, as in the paper: it would normalise away the
@@ -108,12 +84,6 @@ class Discriminator(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images).reshape(images.shape[0], 1)
-
-
-def check_d_norm(norm: str) -> None:
-    """Raise ConfigError unless norm is one of D_NORMS."""
-    if norm not in D_NORMS:
-        raise ConfigError(f"d_norm {norm!r} is unknown: choose one of {D_NORMS}.")
 
 
 def weights_init_normal(m: nn.Module) -> None:
@@ -143,3 +113,18 @@ def build_models(
     discriminator.apply(weights_init_normal)
     generator.apply(weights_init_normal)
     return discriminator, generator
+
+
+@torch.no_grad()
+def sample_images(generator: Generator, z: torch.Tensor) -> torch.Tensor:
+    """Images G(z) in [-1, 1], on the CPU, with eval-mode BatchNorm.
+
+    Eval mode normalises with the running statistics, so an image depends on its own z alone.
+    z may live on any device; the generator's mode is restored afterwards.
+    """
+    was_training = generator.training
+    generator.eval()
+    try:
+        return generator(z.to(next(generator.parameters()).device)).float().cpu()
+    finally:
+        generator.train(was_training)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from facegan.config import PARAMETER_ALIASES
 from facegan.errors import FaceGanError
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "dlnd_face_generation.ipynb"
@@ -29,7 +30,10 @@ def make_report(parameters: dict[str, str], out_dir: str | Path = "reports") -> 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / NOTEBOOK.name
-    values = {name: parse_value(text) for name, text in parameters.items()}
+    # A parameter's earlier name still reaches it.
+    values = {
+        PARAMETER_ALIASES.get(name, name): parse_value(text) for name, text in parameters.items()
+    }
     try:
         papermill.execute_notebook(
             str(NOTEBOOK),

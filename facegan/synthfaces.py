@@ -4,7 +4,7 @@ Each face is a pure function of (seed, index): its parameters come from its own 
 slice of the set can be rendered on its own and caches stay valid across runs. Faces are drawn
 with PIL on a canvas SUPERSAMPLE times the target size and box-reduced, which antialiases every
 edge. Proportions and shading were tuned so that OpenCV's Haar frontal-face cascade (the
-project's face check, see facegan.metrics) finds a face in well over 90% of them.
+project's faces-found measure, see facegan.facedetect) finds a face in well over 90% of them.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from facegan.errors import ConfigError
-from facegan.models import IMAGE_SIZES
+from facegan.images import check_image_size
 
 # Bump whenever the pictures change: dataset caches are keyed on it.
 RENDERER_VERSION = "1"
+# Faces rendered per call when filling a large set, which bounds the memory of one call.
+RENDER_CHUNK = 500
 
 # Discrete attributes and how many values each takes; render_faces reports them per face.
 ATTRIBUTES: dict[str, int] = {
@@ -138,11 +140,7 @@ def render_faces(
 
 
 def _check_request(n: int, image_size: int, seed: int, start: int) -> None:
-    if image_size not in IMAGE_SIZES:
-        raise ConfigError(
-            f"image_size={image_size!r} is not supported; use a power of two from 16 to 256 "
-            f"({', '.join(map(str, IMAGE_SIZES))})."
-        )
+    check_image_size(image_size)
     if min(n, seed, start) < 0:
         raise ConfigError(f"n={n}, seed={seed} and start={start} must all be zero or more.")
 
@@ -238,14 +236,14 @@ class _Painter:
     def length(self, value: float) -> int:
         return max(1, round(value * self.face.scale * self.size))
 
-    def ellipse(self, x: float, y: float, rx: float, ry: float, fill: Colour) -> None:
+    def ellipse(self, x: float, y: float, rx: float, ry: float, *, fill: Colour) -> None:
         self.draw.ellipse(self.box(x, y, rx, ry), fill=fill)
 
-    def blob(self, x: float, y: float, rx: float, ry: float, colour: Colour) -> None:
-        """Blend colour in through a soft-edged ellipse: shading without hard outlines."""
+    def blob(self, x: float, y: float, rx: float, ry: float, *, fill: Colour) -> None:
+        """Blend fill in through a soft-edged ellipse: shading without hard outlines."""
         x0, y0, x1, y1 = (round(v) for v in self.box(x, y, rx, ry))
         mask = _soft_blob().resize((x1 - x0, y1 - y0), Image.Resampling.BILINEAR)
-        self.canvas.paste(colour, (x0, y0, x1, y1), mask)
+        self.canvas.paste(fill, (x0, y0, x1, y1), mask)
 
     # -- the face, back to front ----------------------------------------------------------------
 
@@ -256,7 +254,7 @@ class _Painter:
         self.neck()
         if style == HAIR_SHORT:
             # Volume: a rim of hair around the top and sides of the head.
-            self.ellipse(0.0, -0.05, HEAD_RX + 0.025, HEAD_RY + 0.015, self.hair)
+            self.ellipse(0.0, -0.05, HEAD_RX + 0.025, HEAD_RY + 0.015, fill=self.hair)
         if style != HAIR_LONG:
             self.ears()
         self.head()
@@ -272,7 +270,7 @@ class _Painter:
         self.shoulders()
 
     def long_hair_behind(self) -> None:
-        self.ellipse(0.0, -0.04, HEAD_RX + 0.06, HEAD_RY + 0.045, self.hair)
+        self.ellipse(0.0, -0.04, HEAD_RX + 0.06, HEAD_RY + 0.045, fill=self.hair)
         top_left = self.point(-HEAD_RX - 0.06, -0.04)
         bottom_right = self.point(HEAD_RX + 0.06, 0.42)
         self.draw.rectangle([*top_left, *bottom_right], fill=self.hair)
@@ -284,13 +282,13 @@ class _Painter:
     def ears(self) -> None:
         for side in (-1.0, 1.0):
             colour = self.skin if side == self.lit_side else _shade(self.skin, 0.86)
-            self.ellipse(side * HEAD_RX, 0.0, 0.04, 0.065, colour)
+            self.ellipse(side * HEAD_RX, 0.0, 0.04, 0.065, fill=colour)
 
     def head(self) -> None:
         """A darker oval with a soft lit patch shifted toward the light: a rounded look."""
-        self.ellipse(0.0, 0.0, HEAD_RX, HEAD_RY, _shade(self.skin, 0.84))
+        self.ellipse(0.0, 0.0, HEAD_RX, HEAD_RY, fill=_shade(self.skin, 0.84))
         lit = _mix(self.skin, HIGHLIGHT, CHEEK_LIGHT)
-        self.blob(0.045 * self.face.light, -0.02, HEAD_RX * 0.98, HEAD_RY * 0.98, lit)
+        self.blob(0.045 * self.face.light, -0.02, HEAD_RX * 0.98, HEAD_RY * 0.98, fill=lit)
 
     def eyes(self) -> None:
         iris = IRIS_COLOURS[self.face.attributes["iris"]]
@@ -299,23 +297,23 @@ class _Painter:
         lid = _shade(self.skin, 0.35)
         for side in (-1.0, 1.0):
             x = side * EYE_DX
-            self.blob(x, SOCKET_Y, SOCKET_RX, SOCKET_RY, socket)
-            self.ellipse(x, EYE_Y, EYE_RX, EYE_RY, white)
+            self.blob(x, SOCKET_Y, SOCKET_RX, SOCKET_RY, fill=socket)
+            self.ellipse(x, EYE_Y, EYE_RX, EYE_RY, fill=white)
             iris_x = x + self.face.gaze * EYE_RX
-            self.ellipse(iris_x, EYE_Y, EYE_RY * 0.95, EYE_RY * 0.95, iris)
-            self.ellipse(iris_x, EYE_Y, EYE_RY * 0.45, EYE_RY * 0.45, PUPIL)
-            self.ellipse(iris_x + 0.008, EYE_Y - 0.008, 0.005, 0.005, EYE_WHITE)
+            self.ellipse(iris_x, EYE_Y, EYE_RY * 0.95, EYE_RY * 0.95, fill=iris)
+            self.ellipse(iris_x, EYE_Y, EYE_RY * 0.45, EYE_RY * 0.45, fill=PUPIL)
+            self.ellipse(iris_x + 0.008, EYE_Y - 0.008, 0.005, 0.005, fill=EYE_WHITE)
             lid_box = self.box(x, EYE_Y, EYE_RX, EYE_RY)
             self.draw.arc(lid_box, 190, 350, fill=lid, width=self.length(0.01))
         # The sockets overlap across the nose; the bridge is lit back on top of them.
-        self.blob(0.0, 0.01, 0.032, 0.1, _mix(self.skin, HIGHLIGHT, BRIDGE_LIGHT))
+        self.blob(0.0, 0.01, 0.032, 0.1, fill=_mix(self.skin, HIGHLIGHT, BRIDGE_LIGHT))
 
     def nose(self) -> None:
-        self.blob(-self.lit_side * 0.03, 0.05, 0.022, 0.07, _shade(self.skin, 0.72))
-        self.blob(0.0, NOSE_Y + 0.012, 0.06, 0.025, _shade(self.skin, 0.7))
+        self.blob(-self.lit_side * 0.03, 0.05, 0.022, 0.07, fill=_shade(self.skin, 0.72))
+        self.blob(0.0, NOSE_Y + 0.012, 0.06, 0.025, fill=_shade(self.skin, 0.7))
         nostril = _shade(self.skin, 0.45)
         for side in (-1.0, 1.0):
-            self.ellipse(side * 0.02, NOSE_Y, 0.011, 0.007, nostril)
+            self.ellipse(side * 0.02, NOSE_Y, 0.011, 0.007, fill=nostril)
 
     def mouth(self) -> None:
         lips = _darker_than(_mix(self.skin, LIP_RED, 0.55), self.skin, LIP_MAX_LUMINANCE)
@@ -327,7 +325,7 @@ class _Painter:
             self.draw.chord(teeth, 0, 180, fill=TEETH)
             self.draw.arc(smile, 0, 180, fill=lips, width=self.length(0.012))
         else:
-            self.ellipse(0.0, MOUTH_Y, width, 0.02, lips)
+            self.ellipse(0.0, MOUTH_Y, width, 0.02, fill=lips)
             line = [*self.point(-width, MOUTH_Y), *self.point(width, MOUTH_Y)]
             self.draw.line(line, fill=MOUTH_INSIDE, width=self.length(0.008))
 

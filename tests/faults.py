@@ -32,9 +32,9 @@ from launcher import ForkedProcess, Launcher, program
 from PIL import Image
 
 from facegan.__main__ import main
+from facegan.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, read_history
 from facegan.data import IMAGE_EXTENSIONS, UnreadableImagesWarning, decode_image, load_faces
 from facegan.errors import CheckpointError, DataError
-from facegan.train import CHECKPOINT_FORMAT, load_checkpoint, read_history
 
 # A run of a few seconds on 2 cores, most of it starting Python and torch. log_every 1 puts
 # every finished step in history.jsonl, which is how a kill's lost steps are counted.

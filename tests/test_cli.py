@@ -1,5 +1,6 @@
-"""python -m facegan: train and sample from the shell; bad input exits 2 with one line."""
+"""python -m facegan: train, sample and eval from the shell; bad input exits 2 with one line."""
 
+import json
 import subprocess
 import sys
 
@@ -8,6 +9,7 @@ from PIL import Image
 
 from facegan.__main__ import main
 
+SIZE = 32  # the coverage classifier for 32 px is trained once per session and cached
 TINY = [
     "--image-size",
     "16",
@@ -34,6 +36,12 @@ def test_train_then_sample_writes_a_grid(tmp_path, capsys):
     assert main(["sample", "--checkpoint", str(checkpoint), "--n", "9", "--out", str(grid)]) == 0
     # 9 faces of 16 px in rows of 8, with torchvision's 2 px padding.
     assert Image.open(grid).size == (8 * 18 + 2, 2 * 18 + 2)
+
+
+def test_a_run_that_ends_with_an_evaluation_reports_its_last_training_step(tmp_path, capsys):
+    args = ["train", *TINY, "--image-size", str(SIZE), "--epochs", "1", "--eval-every", "1"]
+    assert main([*args, "--eval-n", "32", "--out", str(tmp_path / "run")]) == 0
+    assert "step 4: d_loss" in capsys.readouterr().out
 
 
 def test_resume_continues_a_run_to_more_epochs(tmp_path):
@@ -85,3 +93,58 @@ def test_an_interrupt_outside_training_exits_130_without_a_traceback(monkeypatch
     assert main(["train"]) == 130
     err = capsys.readouterr().err
     assert err.startswith("error: interrupted") and "Traceback" not in err
+
+
+def test_the_flags_reach_the_config_and_bad_values_exit_2(tmp_path, capsys):
+    assert main(["train", "--channels-last", "sideways", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "channels_last 'sideways' is unknown" in err and "Traceback" not in err
+    assert main(["train", "--threads", "-2", "--out", str(tmp_path)]) == 2
+    assert "threads must be 0 (auto)" in capsys.readouterr().err
+
+
+def test_the_command_line_passes_every_recipe_option(tmp_path):
+    run = tmp_path / "run"
+    tiny = ["--image-size", "16", "--n-images", "32", "--batch-size", "16", "--z-size", "8"]
+    tiny += ["--conv-dim", "4", "--epochs", "1", "--no-progress", "--out", str(run)]
+    recipe = ["--loss", "hinge", "--d-norm", "spectral", "--ema", "0.9", "--flip"]
+    assert main(["train", *tiny, *recipe]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["loss"], saved["d_norm"], saved["ema"], saved["flip"]) == (
+        "hinge",
+        "spectral",
+        0.9,
+        True,
+    )
+
+
+def test_eval_command_prints_and_writes_the_metrics(tmp_path, capsys):
+    run = tmp_path / "run"
+    train = ["train", "--image-size", str(SIZE), "--n-images", "64", "--batch-size", "32"]
+    train += ["--z-size", "8", "--conv-dim", "4", "--epochs", "1", "--no-progress"]
+    assert main([*train, "--out", str(run)]) == 0
+    out = tmp_path / "metrics.json"
+    checkpoint = str(run / "checkpoints" / "last.pt")
+    args = ["eval", "--checkpoint", checkpoint, "--n", "50", "--metrics", "faces_found,coverage"]
+    assert main([*args, "--json", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    written = json.loads(out.read_text())
+    assert written["n"] == 50 and written["main_metric"] == "attribute_kl"
+    assert "faces_found_ratio" in printed and "mode_coverage" in printed
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--n", "1"], "--n must be at least 2"),
+        (["--metrics", "faces,sharpness"], "unknown"),
+    ],
+)
+def test_eval_command_refuses_bad_arguments(tmp_path, capsys, args, message):
+    run = tmp_path / "run"
+    train = ["train", "--image-size", "16", "--n-images", "32", "--batch-size", "16"]
+    train += ["--z-size", "8", "--conv-dim", "4", "--epochs", "1", "--no-progress"]
+    assert main([*train, "--out", str(run)]) == 0
+    checkpoint = str(run / "checkpoints" / "last.pt")
+    assert main(["eval", "--checkpoint", checkpoint, *args, "--no-progress"]) == 2
+    assert message in capsys.readouterr().err

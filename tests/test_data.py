@@ -1,4 +1,4 @@
-"""Tests for facegan.data: sources, preprocessing, the cache and batch helpers."""
+"""Tests for facegan.data: sources, preprocessing, the cache and the data order."""
 
 import io
 import os
@@ -21,7 +21,6 @@ from facegan.data import (
     epoch_order,
     load_faces,
     scale,
-    to_float,
 )
 from facegan.errors import ConfigError, DataError
 
@@ -77,7 +76,7 @@ def test_synthetic_matches_the_renderer(tmp_path):
 
 
 def test_synthetic_renders_in_chunks_that_join_seamlessly(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_RENDER_CHUNK", 4)
+    monkeypatch.setattr(synthfaces, "RENDER_CHUNK", 4)
     faces = load("synthetic", n_images=10, cache_dir=tmp_path)
     images, attributes = synthfaces.render_faces(10, 16)
     np.testing.assert_array_equal(faces.images, images)
@@ -224,23 +223,6 @@ def test_scale():
     x = torch.tensor([0.0, 0.5, 1.0])
     torch.testing.assert_close(scale(x), torch.tensor([-1.0, 0.0, 1.0]))
     torch.testing.assert_close(scale(x, (0, 255)), torch.tensor([0.0, 127.5, 255.0]))
-
-
-def test_to_float_makes_contiguous_nchw_in_range():
-    batch = torch.zeros(2, 4, 4, 3, dtype=torch.uint8)
-    batch[1, 2, 3] = torch.tensor([255, 0, 51], dtype=torch.uint8)
-    out = to_float(batch)
-    assert out.shape == (2, 3, 4, 4)
-    assert out.dtype == torch.float32
-    assert out.is_contiguous()
-    torch.testing.assert_close(out[1, :, 2, 3], torch.tensor([1.0, -1.0, 51 / 127.5 - 1]))
-    assert out.min() == -1.0
-    assert out.max() == 1.0
-
-
-def test_to_float_rejects_float_input():
-    with pytest.raises(TypeError):
-        to_float(torch.zeros(1, 4, 4, 3))
 
 
 def test_epoch_order_is_a_pure_function_of_seed_and_epoch():

@@ -22,13 +22,13 @@ from PIL import Image
 
 from facegan import download
 from facegan.__main__ import main
+from facegan.archive import KnownCopy
 from facegan.data import load_faces
 from facegan.download import (
     ATTEMPTS,
     COURSE_ZIP,
     OFFICIAL_ZIP,
     URLS_ENV,
-    KnownCopy,
     SourceFailedWarning,
     UnverifiedCopyWarning,
     check_archive,

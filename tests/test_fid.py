@@ -1,17 +1,13 @@
 """FID and KID: the maths against independent computations, the wiring with a stand-in feature
-extractor, the reference cache, and the behaviour when the Inception weights are absent."""
+extractor, and the reference cache."""
 
 from __future__ import annotations
 
-import socket
-import urllib.request
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from scipy import linalg
 
 from facegan import fid
@@ -381,105 +377,3 @@ def test_kid_reference_features_are_a_fixed_subset(monkeypatch, cache, faces):
     assert stats.kid_features.shape == (25, 28) and stats.kid_features.dtype == np.float32
     again = fid.reference_statistics("faces-again", faces, ColourGradient(), progress=False)
     np.testing.assert_array_equal(again.kid_features, stats.kid_features)
-
-
-# ------------------------------------------------------------------- Inception unavailable
-
-
-class NetworkUsed(BaseException):
-    """Raised by the network stubs; a BaseException so that no `except Exception` hides it."""
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path) -> Iterator[Path]:
-    """No weights anywhere, and any attempt to reach the network fails the test."""
-    attempts = []
-
-    def no_network(*args, **kwargs):
-        attempts.append(args)
-        raise NetworkUsed(f"tried to reach the network: {args}")
-
-    import torch_fidelity.feature_extractor_inceptionv3 as inception
-
-    monkeypatch.setattr(urllib.request, "urlopen", no_network)
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
-    monkeypatch.setattr(inception, "load_state_dict_from_url", no_network)
-    torch_home = tmp_path / "torch-home"
-    torch_home.mkdir()
-    monkeypatch.setenv("TORCH_HOME", str(torch_home))
-    monkeypatch.delenv(fid.WEIGHTS_ENV, raising=False)
-    yield torch_home
-    assert not attempts
-
-
-def hub_file(torch_home: Path) -> str:
-    return str(torch_home / "hub" / "checkpoints" / fid.INCEPTION_WEIGHTS_FILE)
-
-
-def test_missing_weights_are_reported_not_downloaded(offline, monkeypatch, tmp_path, faces):
-    missing = tmp_path / "nowhere" / fid.INCEPTION_WEIGHTS_FILE
-    monkeypatch.setenv(fid.WEIGHTS_ENV, str(missing))
-    result = fid.fidelity_metrics(faces, "faces", faces, progress=False)
-    assert result["fid"] is None and result["kid"] is None
-    reason = result["fid_unavailable"]
-    for needed in (fid.INCEPTION_WEIGHTS_FILE, str(missing), hub_file(offline), fid.WEIGHTS_ENV):
-        assert needed in reason
-    assert fid.inception_status() == reason
-    with pytest.raises(fid.InceptionUnavailable, match="never downloads"):
-        fid.inception_extractor()
-    assert issubclass(fid.InceptionUnavailable, FaceGanError)
-
-
-def test_without_the_variable_the_hub_cache_is_named(offline, faces):
-    result = fid.fidelity_metrics(faces, "faces", faces, progress=False)
-    assert result["fid"] is None
-    assert f"not at {hub_file(offline)}" in result["fid_unavailable"]
-
-
-def test_a_damaged_weights_file_is_reported(offline, monkeypatch, tmp_path, faces):
-    damaged = tmp_path / fid.INCEPTION_WEIGHTS_FILE
-    damaged.write_bytes(b"not a state dict")
-    monkeypatch.setenv(fid.WEIGHTS_ENV, str(damaged))
-    assert fid.inception_status() is None  # the file is there; loading it is what fails
-    result = fid.fidelity_metrics(faces, "faces", faces, progress=False)
-    assert result["fid"] is None and "could not be loaded" in result["fid_unavailable"]
-
-
-def test_the_download_address_in_the_message_is_torch_fidelitys():
-    import torch_fidelity.feature_extractor_inceptionv3 as inception
-
-    assert inception.URL_INCEPTION_V3 == fid.INCEPTION_WEIGHTS_URL
-
-
-# ------------------------------------------- torch-fidelity's extractor, with random weights
-
-
-def test_the_real_extractor_loads_a_local_file_and_gives_2048_pool_features(
-    offline, monkeypatch, tmp_path
-):
-    """Builds torch-fidelity's InceptionV3 with random weights, saves them as the weights file,
-    and loads that through facegan. The numbers mean nothing; the path is the real one."""
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-    with monkeypatch.context() as patch:  # build once without loading any weights
-        patch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
-        patch.setattr(
-            "torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url",
-            lambda *args, **kwargs: {},
-        )
-        untrained = FeatureExtractorInceptionV3("untrained", ["2048"])
-    weights = tmp_path / fid.INCEPTION_WEIGHTS_FILE
-    torch.save(untrained.state_dict(), weights)
-    monkeypatch.setenv(fid.WEIGHTS_ENV, str(weights))
-
-    assert fid.inception_status() is None
-    extractor = fid.inception_extractor(device="cpu")
-    assert extractor.model.training is False
-    images = render_faces(3, image_size=32, seed=0)[0]
-    features = extractor(images)
-    assert features.shape == (3, 2048) and features.dtype == np.float64
-    assert np.isfinite(features).all() and (features >= 0).all()  # pooled after ReLU
-    # Eval-mode BatchNorm: an image's features do not depend on the rest of its batch.
-    np.testing.assert_allclose(extractor(images[:1]), features[:1], rtol=1e-5)

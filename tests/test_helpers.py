@@ -1,11 +1,14 @@
 """The notebook's helpers draw the right things from the right data."""
 
+from dataclasses import fields
+
 import matplotlib
 import numpy as np
 import pytest
 import torch
 
 import helpers
+from facegan.config import TrainConfig
 from facegan.models import Discriminator, Generator
 
 matplotlib.use("Agg")
@@ -71,3 +74,13 @@ def test_epoch_samples_show_at_most_six_spread_epochs(tmp_path, n_epochs):
     titles = [ax.get_title() for ax in helpers.show_epoch_samples(tmp_path).axes]
     assert titles[0] == "epoch 1" and titles[-1] == f"epoch {n_epochs}"
     assert len(titles) == min(n_epochs, 6)
+
+
+def test_settings_table_lists_every_parameter_with_its_value_and_meaning():
+    config = TrainConfig(epochs=3, loss="hinge")
+    rows = helpers.settings_table(config).splitlines()[2:]
+    assert [row.split(" | ")[0].lstrip("| ") for row in rows] == [
+        setting.name.upper() for setting in fields(TrainConfig)
+    ]
+    assert "| EPOCHS | 3 | passes over the data |" in rows
+    assert "| LOSS | 'hinge' | the GAN objective |" in rows

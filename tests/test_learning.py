@@ -10,8 +10,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from facegan.data import load_faces, to_float
-from facegan.train import TrainConfig, Trainer, sample_images
+from facegan.config import TrainConfig
+from facegan.data import load_faces
+from facegan.images import to_float
+from facegan.models import sample_images
+from facegan.trainer import Trainer
 
 
 def pooled_features(images: torch.Tensor) -> np.ndarray:

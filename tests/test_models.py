@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from facegan.config import D_NORMS
 from facegan.errors import ConfigError
 from facegan.models import Discriminator, Generator, build_models, weights_init_normal
 
@@ -82,3 +83,25 @@ def test_channel_width_is_capped_so_large_images_stay_trainable():
     generator = Generator(100, 64, 256)
     widest = max(m.out_channels for m in generator.modules() if isinstance(m, nn.ConvTranspose2d))
     assert widest == 64 * 8
+
+
+def test_every_d_norm_gives_one_logit_per_image_and_only_batch_has_batchnorm():
+    for norm in D_NORMS:
+        discriminator, _ = build_models(8, 4, 16, norm)
+        assert discriminator(torch.randn(3, 3, 16, 16)).shape == (3, 1)
+        has_bn = any(isinstance(m, nn.BatchNorm2d) for m in discriminator.modules())
+        assert has_bn == (norm == "batch"), norm
+
+
+def test_spectral_norm_keeps_every_conv_near_unit_norm_after_dcgan_init():
+    torch.manual_seed(0)
+    discriminator, _ = build_models(8, 8, 16, "spectral")
+    # Power iteration converges over forward passes in train mode.
+    for _ in range(30):
+        discriminator(torch.randn(2, 3, 16, 16))
+    for m in discriminator.modules():
+        if isinstance(m, nn.Conv2d):
+            weight = m.weight.detach().flatten(1)
+            assert torch.linalg.matrix_norm(weight, 2).item() == pytest.approx(1.0, rel=0.05)
+            stored = m.parametrizations.weight.original.detach()
+            assert stored.std().item() == pytest.approx(0.02, rel=0.3)  # the DCGAN init

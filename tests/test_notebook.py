@@ -4,11 +4,11 @@ import json
 from pathlib import Path
 
 import problem_unittests
-from facegan.report import NOTEBOOK, make_report, parse_value
-from facegan.train import read_history
+from facegan.checkpoint import read_history
+from facegan.report import NOTEBOOK, make_report
 
 PARAMETERS = (
-    "DATASET",
+    "DATA",
     "IMAGE_SIZE",
     "EPOCHS",
     "BATCH_SIZE",
@@ -24,6 +24,7 @@ PARAMETERS = (
     "FLIP",
     "EVAL_EVERY",
     "EVAL_N",
+    "OUT",
 )
 TINY = {
     "IMAGE_SIZE": "32",  # shares the 32 px coverage classifier the other tests train
@@ -63,13 +64,9 @@ def test_every_problem_unittest_is_called_by_the_notebook():
         assert f"tests.{check}(" in source
 
 
-def test_parameters_from_the_command_line_become_python_values():
-    assert parse_value("5") == 5 and parse_value("None") is None and parse_value("cpu") == "cpu"
-
-
 def test_the_notebook_runs_end_to_end_and_exports_html(tmp_path):
     run_dir = tmp_path / "run"
-    report = make_report(TINY | {"RUN_DIR": str(run_dir)}, tmp_path / "reports")
+    report = make_report(TINY | {"OUT": str(run_dir)}, tmp_path / "reports")
     assert report == tmp_path / "reports" / "dlnd_face_generation.html"
     html = report.read_text()
     assert "Generated faces" in html

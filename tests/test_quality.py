@@ -28,17 +28,17 @@ def result(data: str, variant: str, **metrics) -> dict:
 
 def test_ranks_follow_each_data_sets_main_metric_and_the_best_mean_rank_wins(quality):
     results = [
-        result("synthetic", "vanilla", attribute_kl=0.8, face_rate_ratio=0.9),
-        result("synthetic", "ema", attribute_kl=0.5, face_rate_ratio=0.7),
-        result("synthetic", "flip", attribute_kl=1.5, face_rate_ratio=0.95),
-        result("real.zip", "vanilla", face_rate_ratio=0.8),
-        result("real.zip", "ema", face_rate_ratio=0.85),
-        result("real.zip", "flip", face_rate_ratio=0.9),
+        result("synthetic", "vanilla", attribute_kl=0.8, faces_found_ratio=0.9),
+        result("synthetic", "ema", attribute_kl=0.5, faces_found_ratio=0.7),
+        result("synthetic", "flip", attribute_kl=1.5, faces_found_ratio=0.95),
+        result("real.zip", "vanilla", faces_found_ratio=0.8),
+        result("real.zip", "ema", faces_found_ratio=0.85),
+        result("real.zip", "flip", faces_found_ratio=0.9),
     ]
     ranking = quality.rank(results)
     assert ranking["synthetic"]["metric"] == "attribute_kl"  # lower is better there
     assert ranking["synthetic"]["ranks"] == {"ema": 1, "vanilla": 2, "flip": 3}
-    assert ranking["real.zip"]["metric"] == "face_rate_ratio"  # higher is better
+    assert ranking["real.zip"]["metric"] == "faces_found_ratio"  # higher is better
     assert ranking["real.zip"]["ranks"] == {"flip": 1, "ema": 2, "vanilla": 3}
     assert quality.choose(ranking)["variant"] == "ema"  # mean rank 1.5
 

@@ -45,16 +45,13 @@ from faults import (
 from launcher import Launcher
 from PIL import Image
 
-import facegan.train as train_module
+import facegan.trainer as trainer_module
+from facegan.checkpoint import generator_from_checkpoint, load_checkpoint
+from facegan.config import TrainConfig
 from facegan.data import load_faces
 from facegan.errors import CheckpointError
-from facegan.train import (
-    TrainConfig,
-    Trainer,
-    generator_from_checkpoint,
-    load_checkpoint,
-    train_step,
-)
+from facegan.step import train_step
+from facegan.trainer import Trainer
 
 RUN = TinyRun(epochs=5, checkpoint_every=1)
 
@@ -92,14 +89,16 @@ class SimulatedCrash(Exception):
 def recording_steps(records: list, crash_at: int | None = None):
     """train_step that records each step's data, z and global-RNG draws, and may crash."""
 
-    def step(discriminator, generator, d_optimizer, g_optimizer, real_images, z, *args):
+    def step(discriminator, generator, d_optimizer, g_optimizer, real_images, z, **options):
         if len(records) + 1 == crash_at:
             raise SimulatedCrash
         # Drawing from the global RNGs shows that a resume restores them.
         draws = (random.random(), float(np.random.random()), torch.rand(1).item())
         batch = hashlib.sha256(real_images.numpy().tobytes()).hexdigest()
         records.append((batch, z.clone(), draws))
-        return train_step(discriminator, generator, d_optimizer, g_optimizer, real_images, z, *args)
+        return train_step(
+            discriminator, generator, d_optimizer, g_optimizer, real_images, z, **options
+        )
 
     return step
 
@@ -110,17 +109,17 @@ def test_a_crash_mid_epoch_then_resume_is_bitwise_the_uninterrupted_run(tmp_path
     settings |= dict(log_every=2, checkpoint_every=3)
 
     straight_steps: list = []
-    monkeypatch.setattr(train_module, "train_step", recording_steps(straight_steps))
+    monkeypatch.setattr(trainer_module, "train_step", recording_steps(straight_steps))
     straight = Trainer(TrainConfig(**settings, out=str(tmp_path / "straight")), faces)
     straight.fit(progress=False)
 
     # 6 steps an epoch: the crash comes at step 10, after the mid-epoch checkpoint of step 9.
     crashed_steps: list = []
-    monkeypatch.setattr(train_module, "train_step", recording_steps(crashed_steps, crash_at=10))
+    monkeypatch.setattr(trainer_module, "train_step", recording_steps(crashed_steps, crash_at=10))
     with pytest.raises(SimulatedCrash):
         Trainer(TrainConfig(**settings, out=str(tmp_path / "split")), faces).fit(progress=False)
     resumed_steps: list = []
-    monkeypatch.setattr(train_module, "train_step", recording_steps(resumed_steps))
+    monkeypatch.setattr(trainer_module, "train_step", recording_steps(resumed_steps))
     resumed = Trainer(TrainConfig(**settings, out=str(tmp_path / "split")), faces)
     resumed.resume()
     assert (resumed.epoch, resumed.batch_in_epoch, resumed.step) == (1, 3, 9)

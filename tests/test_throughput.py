@@ -12,7 +12,7 @@ import torch
 
 from facegan.data import load_faces
 from facegan.models import build_models
-from facegan.train import Trainer
+from facegan.trainer import Trainer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
 

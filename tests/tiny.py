@@ -1,6 +1,6 @@
 """The tiny training settings that the train, recipe and speed tests share."""
 
-from facegan.train import TrainConfig
+from facegan.config import TrainConfig
 
 TINY_SETTINGS = dict(
     image_size=16, epochs=2, batch_size=16, z_size=8, conv_dim=4, n_samples=4, log_every=2

@@ -1,4 +1,4 @@
-"""Synthetic-face coverage: which looks a generator draws, and how often.
+"""Attribute coverage of the built-in faces: which looks a generator draws, and how often.
 
 A small CNN, trained on the procedural faces of facegan.synthfaces, reads every attribute of a
 face (skin, hair colour, hair style, iris, mouth, glasses, beard), one softmax head each. Reading
@@ -33,9 +33,8 @@ from tqdm.auto import tqdm
 
 from facegan import data
 from facegan.errors import ConfigError
-from facegan.metrics import check_face_images
-from facegan.models import check_image_size
-from facegan.synthfaces import ATTRIBUTES, RENDERER_VERSION, render_faces
+from facegan.images import check_face_images, check_image_size, to_float
+from facegan.synthfaces import ATTRIBUTES, RENDER_CHUNK, RENDERER_VERSION, render_faces
 
 # Part of the cache key: bump it whenever the network, its training or its inputs change.
 CLASSIFIER_VERSION = "1"
@@ -68,7 +67,6 @@ HIDDEN = 128
 # faces, such as glasses, is missing at N = 1000).
 KL_SMOOTHING = 0.5
 
-_RENDER_CHUNK = 500
 _PREDICT_BATCH = 500
 
 
@@ -186,7 +184,7 @@ def attribute_classifier(
         cached = _load(path, key)
         if cached is not None:
             return cached
-    classifier = _train(image_size, n_train, n_test, epochs, progress)
+    classifier = _train(image_size, n_train, n_test, epochs, progress=progress)
     _save(path, key, classifier)
     return classifier
 
@@ -280,7 +278,7 @@ def _confidence(probabilities: dict[str, np.ndarray]) -> float:
 
 
 def _train(
-    image_size: int, n_train: int, n_test: int, epochs: int, progress: bool
+    image_size: int, n_train: int, n_test: int, epochs: int, *, progress: bool
 ) -> AttributeClassifier:
     """Render the training and held-out faces, fit the network, measure its accuracy."""
     start = time.perf_counter()
@@ -292,7 +290,7 @@ def _train(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(CLASSIFIER_SEED)
         net = AttributeNet().to(memory_format=torch.channels_last)
-        _fit(net, x_train, y_train, epochs, progress)
+        _fit(net, x_train, y_train, epochs, progress=progress)
     accuracy = _accuracy(net.eval(), x_test, y_test)
     return AttributeClassifier(net, image_size, accuracy, time.perf_counter() - start)
 
@@ -300,8 +298,8 @@ def _train(
 def _render_set(n: int, image_size: int, seed: int, bar: tqdm) -> tuple[torch.Tensor, torch.Tensor]:
     """n renders at working size, float [n, 3, 32, 32], and labels int64 [n, attributes]."""
     inputs, labels = [], []
-    for start in range(0, n, _RENDER_CHUNK):
-        count = min(_RENDER_CHUNK, n - start)
+    for start in range(0, n, RENDER_CHUNK):
+        count = min(RENDER_CHUNK, n - start)
         images, attributes = render_faces(count, image_size, seed, start)
         inputs.append(_working_batch(images))
         labels.append(torch.from_numpy(np.stack([attributes[name] for name in ATTRIBUTES], 1)))
@@ -310,7 +308,7 @@ def _render_set(n: int, image_size: int, seed: int, bar: tqdm) -> tuple[torch.Te
 
 
 def _fit(
-    net: AttributeNet, inputs: torch.Tensor, labels: torch.Tensor, epochs: int, progress: bool
+    net: AttributeNet, inputs: torch.Tensor, labels: torch.Tensor, epochs: int, *, progress: bool
 ) -> None:
     """Adam with a one-cycle learning rate: one short warm-up, then a long decay."""
     steps_per_epoch = len(inputs) // BATCH_SIZE
@@ -365,7 +363,7 @@ def _accuracy(net: AttributeNet, inputs: torch.Tensor, labels: torch.Tensor) -> 
 def _working_batch(images: np.ndarray) -> torch.Tensor:
     """uint8 [B, S, S, 3] -> float [B, 3, 32, 32] in [-1, 1]: box-averaged down, bilinear up."""
     # np.array copies out of read-only memory maps, which torch cannot wrap.
-    x = data.to_float(torch.from_numpy(np.array(images)))
+    x = to_float(torch.from_numpy(np.array(images)))
     size = x.shape[-1]
     if size > WORK_SIZE:
         x = F.avg_pool2d(x, size // WORK_SIZE)

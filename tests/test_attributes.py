@@ -1,12 +1,12 @@
-"""Coverage: an accurate, cached attribute classifier, and measures that fail bad generators."""
+"""Attribute coverage: an accurate, cached classifier, and measures that fail bad generators."""
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from facegan import coverage as coverage_module
-from facegan.coverage import AttributeClassifier, attribute_classifier, coverage
+from facegan import attributes as attributes_module
+from facegan.attributes import AttributeClassifier, attribute_classifier, coverage
 from facegan.errors import ConfigError
 from facegan.synthfaces import ATTRIBUTES, render_faces
 
@@ -40,13 +40,13 @@ def count_training(monkeypatch, tmp_path) -> list[int]:
     """An empty cache folder of the test's own, and a list that grows by one per training."""
     monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path))
     trainings: list[int] = []
-    train = coverage_module._train
+    train = attributes_module._train
 
     def counted(*args, **kwargs):
         trainings.append(1)
         return train(*args, **kwargs)
 
-    monkeypatch.setattr(coverage_module, "_train", counted)
+    monkeypatch.setattr(attributes_module, "_train", counted)
     return trainings
 
 
@@ -144,7 +144,7 @@ def test_without_a_classifier_the_cached_one_for_the_image_size_is_used(
     def no_training(*args, **kwargs):
         raise AssertionError("the cached classifier should have been used")
 
-    monkeypatch.setattr(coverage_module, "_train", no_training)
+    monkeypatch.setattr(attributes_module, "_train", no_training)
     scores = coverage(renders[0][:N], progress=False)
     assert scores == real_scores
 
