@@ -1,13 +1,20 @@
-"""Tests for problem_unittests: the reference code passes every check, planted bugs fail it.
+"""Tests for problem_unittests: right code passes every check, planted bugs fail it.
 
-Each planted bug is a mistake learners make; the check must raise AssertionError with a
-message that names the mistake.
+Right code is the reference package's and a learner's in either course version's shapes. Each
+planted bug is a mistake learners make; the check must raise AssertionError with a message
+that names the mistake. A stage still a stub gets one line saying so.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +26,7 @@ import problem_unittests as pu
 from facegan.data import FaceDataset, load_faces, scale
 from facegan.losses import fake_loss, real_loss
 from facegan.models import Discriminator, Generator, build_models, weights_init_normal
-from facegan.train import make_optimizers, train_step
+from facegan.step import make_optimizers, train_step
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +230,7 @@ DISCRIMINATOR_BUGS = {
     "final tanh": (TanhDiscriminator, "outputs look bounded"),
     "BatchNorm1d on logits": (BatchNormOnLogitsDiscriminator, "batch of 1 .* raised ValueError"),
     "fixed batch size view": (FixedBatchDiscriminator, "batch of 1 .* raised RuntimeError"),
-    "output (N,)": (SqueezedDiscriminator, "expected \\(1, 1\\): one logit per image"),
+    "output (N,)": (SqueezedDiscriminator, "expected \\(1, 1\\) or \\(1, 1, 1, 1\\): one logit"),
     "ignores conv_dim": (FixedWidthDiscriminator, "conv_dim is ignored"),
     "ignores the image": (ConstantDiscriminator, "same output .* for 16 different images"),
 }
@@ -271,11 +278,6 @@ class FixedWidthGenerator(Generator):
         super().__init__(z_size, 64, image_size)
 
 
-class FlatZOnlyGenerator(Generator):
-    def forward(self, z):
-        return self.net(z[:, :, None, None])
-
-
 class IgnoresZGenerator(Generator):
     def forward(self, z):
         return super().forward(torch.zeros_like(z))
@@ -305,9 +307,8 @@ class BigGenerator(Generator):
 GENERATOR_BUGS = {
     "no tanh": (NoTanhGenerator, "outside \\[-1, 1\\]: the last layer needs a tanh"),
     "sigmoid instead of tanh": (SigmoidGenerator, "range is not \\[-1, 1\\]"),
-    "ignores z_size": (FixedZGenerator, "Generator\\(25, 10\\) on z of shape \\(1, 25\\) raised"),
+    "ignores z_size": (FixedZGenerator, "Generator\\(25, 10, image_size=32\\): .* takes neither"),
     "ignores conv_dim": (FixedWidthGenerator, "conv_dim is ignored"),
-    "no (N, z, 1, 1) input": (FlatZOnlyGenerator, "z of shape \\(1, 100, 1, 1\\) raised"),
     "ignores z": (IgnoresZGenerator, "ignores z"),
     "draws its own noise": (OwnNoiseGenerator, "function of z alone"),
     "BatchNorm1d on z": (BatchNormOnZGenerator, "shape \\(1, 100\\) raised ValueError"),
@@ -320,6 +321,240 @@ def test_generator_catches(bug) -> None:
     cls, match = GENERATOR_BUGS[bug]
     with pytest.raises(AssertionError, match=match):
         pu.test_generator(cls)
+
+
+# --- a learner's code in either course version's shapes ---------------------------------------
+
+
+class FirstVersionDiscriminator(nn.Module):
+    """The first course version's D: strided convs, then flatten and Linear to (N, 1)."""
+
+    def __init__(self, conv_dim=32):
+        super().__init__()
+        self.conv_dim = conv_dim
+        self.conv1 = nn.Conv2d(3, conv_dim, 4, 2, 1)
+        self.conv2 = nn.Sequential(
+            nn.Conv2d(conv_dim, conv_dim * 2, 4, 2, 1), nn.BatchNorm2d(conv_dim * 2)
+        )
+        self.conv3 = nn.Sequential(
+            nn.Conv2d(conv_dim * 2, conv_dim * 4, 4, 2, 1), nn.BatchNorm2d(conv_dim * 4)
+        )
+        self.fc = nn.Linear(conv_dim * 4 * 4 * 4, 1)
+
+    def forward(self, x):
+        x = F.leaky_relu(self.conv1(x), 0.2)
+        x = F.leaky_relu(self.conv2(x), 0.2)
+        x = F.leaky_relu(self.conv3(x), 0.2)
+        return self.fc(x.view(-1, self.conv_dim * 4 * 4 * 4))
+
+
+class FirstVersionGenerator(nn.Module):
+    """The first course version's G: flat z, Linear, view to 4x4, then transposed convs."""
+
+    def __init__(self, z_size, conv_dim=32):
+        super().__init__()
+        self.conv_dim = conv_dim
+        self.fc = nn.Linear(z_size, conv_dim * 4 * 4 * 4)
+        self.t_conv1 = nn.ConvTranspose2d(conv_dim * 4, conv_dim * 2, 4, 2, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(conv_dim * 2)
+        self.t_conv2 = nn.ConvTranspose2d(conv_dim * 2, conv_dim, 4, 2, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(conv_dim)
+        self.t_conv3 = nn.ConvTranspose2d(conv_dim, 3, 4, 2, 1)
+
+    def forward(self, x):
+        x = self.fc(x).view(-1, self.conv_dim * 4, 4, 4)
+        x = F.relu(self.bn1(self.t_conv1(x)))
+        x = F.relu(self.bn2(self.t_conv2(x)))
+        return torch.tanh(self.t_conv3(x))
+
+
+class LaterVersionDiscriminator(nn.Module):
+    """The later course version's D: no arguments, 64 px in, a final 4x4 conv to (N, 1, 1, 1)."""
+
+    def __init__(self):
+        super().__init__()
+        layers = [nn.Conv2d(3, 32, 4, 2, 1), nn.LeakyReLU(0.2)]
+        for c_in, c_out in ((32, 64), (64, 128), (128, 256)):
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
+        self.net = nn.Sequential(*layers, nn.Conv2d(256, 1, 4, 1, 0))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class LaterVersionGenerator(nn.Module):
+    """The later course version's G: Generator(latent_dim), z (N, latent_dim, 1, 1) to 64 px."""
+
+    def __init__(self, latent_dim):
+        super().__init__()
+        layers = [nn.ConvTranspose2d(latent_dim, 256, 4, 1, 0), nn.BatchNorm2d(256), nn.ReLU()]
+        for c_in, c_out in ((256, 128), (128, 64), (64, 32)):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.BatchNorm2d(c_out), nn.ReLU()]
+        self.net = nn.Sequential(*layers, nn.ConvTranspose2d(32, 3, 4, 2, 1), nn.Tanh())
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class FourDScoreDiscriminator(Discriminator):
+    """The reference D without its final reshape: scores (N, 1, 1, 1)."""
+
+    def forward(self, images):
+        return self.net(images)
+
+
+def test_first_version_networks_pass(capsys) -> None:
+    pu.test_discriminator(FirstVersionDiscriminator)
+    pu.test_generator(FirstVersionGenerator)
+    out = capsys.readouterr().out
+    assert "outputs=raw logits (N, 1)" in out
+    assert "z=flat (N, z_size)" in out
+
+
+def test_later_version_networks_pass_at_64_px(capsys) -> None:
+    pu.test_discriminator(LaterVersionDiscriminator, image_size=64)
+    pu.test_generator(LaterVersionGenerator, z_size=128, image_size=64)
+    out = capsys.readouterr().out
+    assert "conv_dims=not a parameter, image_size=64" in out
+    assert "outputs=raw logits (N, 1, 1, 1)" in out
+    assert "(z_size, conv_dim)=((128,), (25,)), image_size=64" in out
+    assert "z=4d (N, z_size, 1, 1)" in out
+
+
+def test_later_version_discriminator_at_the_wrong_size_names_the_crash() -> None:
+    with pytest.raises(AssertionError, match="LaterVersionDiscriminator\\(\\) on a batch of 1"):
+        pu.test_discriminator(LaterVersionDiscriminator)
+
+
+def test_reference_networks_pass_at_64_px() -> None:
+    pu.test_discriminator(Discriminator, image_size=64)
+    pu.test_generator(Generator, image_size=64)
+
+
+def test_discriminator_scoring_n_1_1_1_passes(capsys) -> None:
+    pu.test_discriminator(FourDScoreDiscriminator)
+    assert "outputs=raw logits (N, 1, 1, 1)" in capsys.readouterr().out
+
+
+def test_z_shape_for_finds_the_z_a_generator_takes() -> None:
+    assert pu.z_shape_for(FirstVersionGenerator(100), 100) == "flat"
+    assert pu.z_shape_for(LaterVersionGenerator(128), 128) == "4d"
+    assert pu.z_shape_for(Generator(100, 8), 100) == "flat"  # takes both: flat is enough
+
+
+def test_z_shape_for_leaves_the_generator_and_random_state_alone() -> None:
+    generator = LaterVersionGenerator(16).train()
+    statistics = copy.deepcopy(generator.state_dict())
+    state = torch.random.get_rng_state()
+    pu.z_shape_for(generator, 16)
+    assert generator.training
+    assert all(torch.equal(v, generator.state_dict()[k]) for k, v in statistics.items())
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_z_shape_for_names_both_errors_when_neither_shape_works() -> None:
+    with pytest.raises(
+        ValueError, match="neither z of shape \\(2, 25\\) \\(.+\\) nor \\(2, 25, 1, 1\\)"
+    ):
+        pu.z_shape_for(Generator(100, 8), 25)
+
+
+def test_dataset_at_another_image_size_fails(faces) -> None:
+    pu.test_dataset(faces, image_size=32)
+    with pytest.raises(AssertionError, match="expected 64x64, the image_size you train at"):
+        pu.test_dataset(faces, image_size=64)
+
+
+# --- a stage still a stub --------------------------------------------------------------------
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError("write this stage")
+
+
+class StubDataset(torch.utils.data.Dataset):
+    def __len__(self):
+        return 10
+
+    def __getitem__(self, index):
+        raise NotImplementedError
+
+
+class StubInitNetwork(nn.Module):
+    def __init__(self, *sizes, **options):
+        super().__init__()
+        raise NotImplementedError("define the layers")
+
+
+class IdentityForwardNetwork(nn.Module):
+    """The later course's stub: layers defined, forward returns its input."""
+
+    def __init__(self, *sizes, **options):
+        super().__init__()
+        self.layer = nn.Linear(1, 1)
+
+    def forward(self, x):
+        return x
+
+
+class NoForwardNetwork(nn.Module):
+    def __init__(self, *sizes, **options):
+        super().__init__()
+        self.layer = nn.Linear(1, 1)
+
+
+STUBS = {
+    "dataset[i] raises": ("test_dataset", (StubDataset(),)),
+    "dataset is None": ("test_dataset", (None,)),
+    "scale": ("test_scale", (stub,)),
+    "D.__init__ raises": ("test_discriminator", (StubInitNetwork,)),
+    "D.forward returns x": ("test_discriminator", (IdentityForwardNetwork,)),
+    "D has no forward": ("test_discriminator", (NoForwardNetwork,)),
+    "G.__init__ raises": ("test_generator", (StubInitNetwork,)),
+    "G.forward returns z": ("test_generator", (IdentityForwardNetwork,)),
+    "G has no forward": ("test_generator", (NoForwardNetwork,)),
+    "weights_init_normal": ("test_weights_init", (stub,)),
+    "losses": ("test_losses", (stub, stub)),
+    "optimizers are None": ("test_optimizers", (None, None)),
+    "train_step": ("test_training_step", (stub,)),
+}
+
+
+def test_every_check_has_a_stub_case() -> None:
+    assert {check for check, _ in STUBS.values()} == set(pu.CHECKS)
+
+
+@pytest.mark.parametrize("stage", STUBS, ids=list(STUBS))
+def test_stub_gets_one_line_saying_what_to_write(stage) -> None:
+    check, args = STUBS[stage]
+    with pytest.raises(pu.StageNotWritten) as info:
+        getattr(pu, check)(*args)
+    message = str(info.value)
+    assert re.fullmatch(f"{check}: .+ (is|are) not written yet: .+\\.", message)  # one line
+    assert info.value._render_traceback_() == [message]
+    assert info.value.__suppress_context__  # the stub's NotImplementedError is not chained
+
+
+def test_stub_shows_one_line_and_no_traceback_in_ipython(tmp_path) -> None:
+    cell = (
+        "import problem_unittests as tests\n"
+        "def scale(x, feature_range=(-1, 1)):\n"
+        "    raise NotImplementedError('map x onto feature_range')\n"
+        "tests.test_scale(scale)\n"
+    )
+    code = (
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        f"InteractiveShell.instance().run_cell({cell!r})\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "IPYTHONDIR": str(tmp_path)},  # no profile written in the home folder
+        cwd=Path(__file__).parents[1],
+        check=True,
+    )
+    assert shown.stdout.strip() == f"test_scale: {pu.STAGES['test_scale']}."
 
 
 # --- test_weights_init ----------------------------------------------------------------------
@@ -448,6 +683,16 @@ def test_losses_without_smooth_skip_it(capsys) -> None:
     assert "smooth=True=skipped" in capsys.readouterr().out
 
 
+def four_d_bce(d_out, label):
+    """A loss written for a D that scores (N, 1, 1, 1): its labels have that shape."""
+    return F.binary_cross_entropy_with_logits(d_out, torch.full((len(d_out), 1, 1, 1), label))
+
+
+def test_losses_for_n_1_1_1_scores_pass(capsys) -> None:
+    pu.test_losses(lambda d_out: four_d_bce(d_out, 1.0), lambda d_out: four_d_bce(d_out, 0.0))
+    assert "logits shape=(16, 1, 1, 1) and (1, 1, 1, 1)" in capsys.readouterr().out
+
+
 # --- test_optimizers ------------------------------------------------------------------------
 
 
@@ -523,11 +768,13 @@ def buggy_step(
     d_labels=(1.0, 0.0),
     g_label=1.0,
     stats="probabilities",
+    loss=None,
 ):
     """The reference step with one mistake switched on by the keyword arguments."""
+    loss = loss or bce_logits
     fakes = generator(z)
     d_real, d_fake = discriminator(real_images), discriminator(fakes.detach())
-    d_loss = bce_logits(d_real, d_labels[0]) + bce_logits(d_fake, d_labels[1])
+    d_loss = loss(d_real, d_labels[0]) + loss(d_fake, d_labels[1])
     if d_zero:
         d_optimizer.zero_grad()
     d_loss.backward()
@@ -536,7 +783,7 @@ def buggy_step(
     if d_step:
         d_optimizer.step()
 
-    g_loss = bce_logits(discriminator(fakes), g_label)
+    g_loss = loss(discriminator(fakes), g_label)
     if g_zero:
         g_optimizer.zero_grad()
     g_loss.backward()
@@ -573,6 +820,11 @@ STEP_BUGS = {
     "missing stats": ({"stats": "none"}, "missing keys \\['d_real', 'd_fake'\\]"),
     "returns a tuple": ({"stats": "tuple"}, "returned a tuple; expected a dict"),
 }
+
+
+def test_training_step_with_losses_for_n_1_1_1_scores_passes(capsys) -> None:
+    pu.test_training_step(functools.partial(buggy_step, loss=four_d_bce))
+    assert "D scores=(N, 1, 1, 1)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("bug", STEP_BUGS, ids=list(STEP_BUGS))
