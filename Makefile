@@ -32,7 +32,7 @@ $(VENV)/installed: requirements.txt
 # The report trains afresh in runs/report: its folder is replaced on every run.
 report: $(VENV)/installed
 	rm -rf runs/report
-	$(PY) -m facegan report -p RUN_DIR runs/report
+	$(PY) -m facegan report -p OUT runs/report
 
 test: $(VENV)/installed
 	$(PY) -m ruff check .
@@ -48,6 +48,11 @@ bench: $(VENV)/installed
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/freeze.py
 	$(PY) benchmarks/reliability.py
+
+# The figures in README.md and docs/ from benchmarks/results/*.json; prose stays as written.
+.PHONY: docs
+docs: $(VENV)/installed
+	$(PY) -m benchmarks.docs
 
 # The recipe study (about 40 minutes on 2 cores); REAL=path/to/faces.zip adds real faces.
 quality: $(VENV)/installed

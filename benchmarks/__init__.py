@@ -1,0 +1,1 @@
+"""facegan's benchmarks, run from the repository root; results in benchmarks/results/*.json."""
