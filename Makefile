@@ -1,4 +1,4 @@
-# make report | make test | make data | make bench   (each creates .venv from requirements.txt when missing)
+# make report | make test | make data | make bench | make starter   (each creates .venv from requirements.txt when missing)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -44,10 +44,18 @@ data: $(VENV)/installed
 	$(PY) -m facegan data download celeba
 
 bench: $(VENV)/installed
-	$(PY) benchmarks/synthfaces.py
-	$(PY) benchmarks/throughput.py
-	$(PY) benchmarks/freeze.py
-	$(PY) benchmarks/reliability.py
+	$(PY) -m benchmarks.synthfaces
+	$(PY) -m benchmarks.throughput
+	$(PY) -m benchmarks.endtoend
+	$(PY) -m benchmarks.memory
+	$(PY) -m benchmarks.freeze
+	$(PY) -m benchmarks.reliability
+
+# The learner's notebook, generated from the solution notebook: each solution region becomes
+# its stub. tests/test_starter.py checks that the committed file is what this writes.
+.PHONY: starter
+starter: $(VENV)/installed
+	$(PY) -m facegan.starter
 
 # The figures in README.md and docs/ from benchmarks/results/*.json; prose stays as written.
 .PHONY: docs
@@ -56,7 +64,7 @@ docs: $(VENV)/installed
 
 # The recipe study (about 40 minutes on 2 cores); REAL=path/to/faces.zip adds real faces.
 quality: $(VENV)/installed
-	$(PY) benchmarks/quality.py $(if $(REAL),--real $(REAL))
+	$(PY) -m benchmarks.quality $(if $(REAL),--real $(REAL))
 
 clean:
 	rm -rf runs/report reports .cache

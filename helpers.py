@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.utils import make_grid
 
+from facegan.checkpoint import training_rows
 from facegan.config import TrainConfig
 from facegan.data import load_faces
 from facegan.models import sample_images
@@ -118,7 +119,7 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> str:
 
 def plot_history(history: list[dict]) -> plt.Figure:
     """Loss curves and the mean discriminator outputs D(x) and D(G(z)) against the step."""
-    rows = [row for row in history if row.get("kind", "train") == "train"]
+    rows = training_rows(history)
     steps = [row["step"] for row in rows]
     fig, (losses, outputs) = plt.subplots(1, 2, figsize=(12, 4))
     losses.plot(steps, [row["d_loss"] for row in rows], label="discriminator")
@@ -141,6 +142,9 @@ def plot_history(history: list[dict]) -> plt.Figure:
 # Metric curves: (history key, title, the real-data key drawn as the bound, higher is better).
 METRIC_PANELS = (
     ("faces_found", "Faces found (Haar)", "faces_found_real", True),
+    ("face_distance", "Face distance", "face_distance_real", False),
+    ("face_precision", "Face precision", "face_precision_real", True),
+    ("face_recall", "Face recall", "face_recall_real", True),
     ("mode_coverage", "Attribute modes covered", None, True),
     ("attribute_kl", "Attribute KL to real", "real_attribute_kl", False),
     ("confidence", "Classifier confidence", "real_confidence", True),
@@ -152,7 +156,8 @@ METRIC_PANELS = (
 def plot_metrics(history: list[dict]) -> plt.Figure | None:
     """One panel per metric the evaluations hold, against the epoch; None if there were none.
 
-    Dashed lines are the real data's own score, the bound a perfect generator would reach.
+    Dashed lines are the real data's own score, the bound a perfect generator would reach (for
+    the face measures: held-out real faces against the reference).
     """
     rows = [row for row in history if row.get("kind") == "eval"]
     panels = [p for p in METRIC_PANELS if rows and rows[-1].get(p[0]) is not None]
@@ -193,6 +198,19 @@ def metrics_table(result: dict) -> str:
             f"| faces found (Haar), {result['n']:,} images | {result['faces_found']:.1%} "
             f"| {result['faces_found_real']:.1%} | {goal('faces_found_ratio')} |"
         )
+    if result.get("face_distance") is not None:
+        n = f"{result['face_n']:,}"
+        lines += [
+            f"| face distance (Fréchet, dlib descriptors), {n} each | "
+            f"{result['face_distance']:.4f} | {result['face_distance_real']:.4f} "
+            "| lower is better |",
+            f"| face precision (k = 3) | {result['face_precision']:.1%} "
+            f"| {result['face_precision_real']:.1%} | higher is better |",
+            f"| face recall (k = 3) | {result['face_recall']:.1%} "
+            f"| {result['face_recall_real']:.1%} | higher is better |",
+        ]
+    elif result.get("faceid_unavailable"):
+        lines.append(f"| face measures | unavailable: {result['faceid_unavailable']} | | |")
     if result.get("mode_coverage") is not None:
         lines += [
             f"| attribute modes covered | {result['modes']} | {result['modes_real']} "

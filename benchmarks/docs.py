@@ -214,6 +214,16 @@ def headline(sources: Sources) -> str:
                 "throughput",
             )
         )
+    for job in sources["endtoend"]["jobs"]:
+        rows.append(
+            (
+                f"whole run, {pixels(job['image_size'])}, {job['images']:,} JPEGs x "
+                f"{job['epochs']} epochs, start to exit: the example / facegan",
+                f"{duration(job['seconds']['a'])} / {duration(job['seconds']['b'])} "
+                f"({times(job['ratio_b_over_a'])})",
+                "endtoend",
+            )
+        )
     gpu, faults = sources["gpu-training"], sources["reliability"]
     per_s, kills, bad = gpu["images_per_s"], faults["kills"], faults["bad_inputs"]
     rows += [
@@ -233,6 +243,7 @@ def headline(sources: Sources) -> str:
             "reliability",
         ),
     ]
+    rows += [(what, figure, CELEBA_REPORT) for what, figure in celeba_report_rows(sources)]
     return table(
         ["what", "figure", "source"],
         [(what, figure, sources.link(name)) for what, figure, name in rows],
@@ -440,6 +451,109 @@ def gpu_training(sources: Sources) -> str:
     return table(["model", "trainer", "images/s", "how"], [row])
 
 
+@generated("endtoend")
+def endtoend(sources: Sources) -> str:
+    """Whole programs, start to exit: the reference recipe against facegan's CLI."""
+    run = sources["endtoend"]
+    cpu = run["cpu"]
+    rows = [
+        (
+            f"{pixels(job['image_size'])}, {job['images']:,} images x {job['epochs']} epochs",
+            f"{duration(job['seconds']['a'])} ({speed(job['images_per_s']['a'])} images/s)",
+            f"{duration(job['seconds']['b'])} ({speed(job['images_per_s']['b'])} images/s)",
+            against(job["ratio_b_over_a"], run["target_ratio"]),
+            f"{number(job['peak_rss_mib']['a'], 0)} / {number(job['peak_rss_mib']['b'], 0)} MiB",
+        )
+        for job in run["jobs"]
+    ]
+    header = [
+        "job",
+        "(a) reference recipe",
+        "(b) `python -m facegan train`",
+        "(b)/(a)",
+        "peak RSS, (a) / (b)",
+    ]
+    bf16 = "computes bf16 natively" if cpu["native_bf16"] else "has no bf16 instructions"
+    load, busy = run["load_average"], run.get("other_processes_cores")
+    state = (
+        f"On {cpu['model']} ({bf16}; torch {cpu['torch_capability']}, "
+        f"{cpu['torch_threads']} threads), facegan at its defaults trained in "
+        f"{run['facegan_precision']}. Load average {number(load['before'][0])} before the run "
+        f"and {number(load['after'][0])} after"
+    )
+    if busy is not None:
+        state += f"; other processes kept {number(busy, 2)} of a core busy"
+    return f"{state}.\n\n" + table(header, rows, right=[1, 2, 3, 4])
+
+
+@generated("precision")
+def precision(sources: Sources) -> str:
+    """bf16 against fp32 at the same compute: the main metric, and the other measures."""
+    run = sources["precision"]
+    summary, s = run["summary"], run["settings"]
+    better = "higher" if summary["higher_is_better"] else "lower"
+
+    def by_seed(results: list[dict], measure: str, digits: int) -> str:
+        return ", ".join(number(r["metrics"][measure], digits) for r in results)
+
+    rows = []
+    for name, found in summary["by_precision"].items():
+        results = [r for r in run["results"] if r["precision"] == name]
+        rows.append(
+            (
+                name,
+                f"{by_seed(results, summary['metric'], 3)} (mean {number(found['mean'], 3)})",
+                by_seed(results, "mode_coverage", 2),
+                by_seed(results, "faces_found_ratio", 2),
+                ", ".join(f"{steps:,}" for steps in found["steps"]),
+                f"{number(found['step_seconds'] * 1000)} ms",
+            )
+        )
+    header = [
+        "precision",
+        f"{summary['metric'].replace('_', ' ').replace(' kl', ' KL')} by seed ({better} is better)",
+        "modes covered",
+        "faces found, generated / real",
+        "steps in the budget",
+        "one core's time a step",
+    ]
+    native = "computes bf16 natively" if run["native_bf16"] else "has no bf16 instructions"
+    return (
+        f"The default recipe at the report's settings on a CPU that {native}: "
+        f"{number(s['budget_core_seconds'], 0)} seconds of one core for each run, seeds "
+        f"{', '.join(map(str, s['seeds']))}, {s['eval_n']:,} faces scored. Verdict: "
+        f"{summary['verdict']} (bf16 ahead by {number(summary['bf16_better_by'], 3)} on the "
+        f"mean; the seeds of one precision lie up to {number(summary['seed_noise'], 3)} apart)."
+        "\n\n" + table(header, rows, right=[4, 5])
+    )
+
+
+@generated("memory")
+def memory(sources: Sources) -> str:
+    """A large set trains from its memory-mapped cache."""
+    run = sources["memory"]
+    data, trained = run["dataset"], run["training"]
+    after = trained["memory_mib"]
+    rows = [
+        (
+            f"{data['images']:,} images at {pixels(data['image_size'])}, uint8 cache",
+            f"{number(data['cache_mib'], 0)} MiB",
+        ),
+        (
+            f"training process, peak RSS ({trained['steps']} steps of {trained['batch_size']})",
+            f"{number(run['peak_rss_mib'], 0)} MiB ({percent(run['peak_rss_share_of_cache'], 0)}"
+            " of the cache)",
+        ),
+        (
+            "its private memory after training (weights, optimizer, activations)",
+            f"{number(after['RssAnon'], 0)} MiB",
+        ),
+        ("its mapped files after training", f"{number(after['RssFile'], 0)} MiB"),
+        ("of which the cache's pages it read", f"{number(run['cache_resident_mib'], 0)} MiB"),
+    ]
+    return table(["what", "memory"], rows, right=[1])
+
+
 @generated("reliability")
 def reliability(sources: Sources) -> str:
     run = sources["reliability"]
@@ -480,7 +594,7 @@ def reliability(sources: Sources) -> str:
 
 @generated("coverage-classifier")
 def coverage_classifier(sources: Sources) -> str:
-    run = sources["coverage"]
+    run = sources["attributes"]
     budget, classifiers = run["budget"], run["classifiers"]
     attributes = list(next(iter(classifiers.values()))["accuracy"])
     rows = [
@@ -498,7 +612,7 @@ def coverage_classifier(sources: Sources) -> str:
 
 @generated("coverage-scores")
 def coverage_scores(sources: Sources) -> str:
-    scores = sources["coverage"]["scores"]
+    scores = sources["attributes"]["scores"]
     rows = [
         (name, *(number(found[key], 3) for key in ("mode_coverage", "attribute_kl", "confidence")))
         for name, found in scores["generators"].items()
@@ -611,6 +725,161 @@ def celeba_report(sources: Sources) -> str:
         ("its final grid", f"drawn at commit {run['assets']['drawn_at_commit']}"),
     ]
     return table(["what", "figure"], rows)
+
+
+CELEBA_REPORT = "quality-celeba-report"
+
+
+def celeba_run(sources: Sources, label: str) -> dict[str, Any]:
+    """One run recorded in the development-set report's results file, by its label."""
+    (run,) = [r for r in sources[CELEBA_REPORT]["runs"] if r["label"] == label]
+    return run
+
+
+def celeba_report_rows(sources: Sources) -> list[tuple[str, str]]:
+    """The development-set run's face measures, each as generated / its real floor."""
+    run = celeba_run(sources, "real-data recipe")
+    m, before = run["final"], celeba_run(sources, "previous recipe")["final"]
+    what = f"CelebA development set, 32 px, {run['settings']['epochs']} epochs"
+    return [
+        (
+            f"{what}: face distance, generated / real floor (lower is better)",
+            f"{number(m['face_distance'], 4)} / {number(m['face_distance_real'], 4)} "
+            f"(the previous recipe: {number(before['face_distance'], 4)})",
+        ),
+        (
+            f"{what}: face precision and recall, generated / real floor",
+            f"{percent(m['face_precision'])} / {percent(m['face_precision_real'])} and "
+            f"{percent(m['face_recall'])} / {percent(m['face_recall_real'])}",
+        ),
+        (
+            f"{what}: faces found by the Haar cascade, generated / real",
+            f"{percent(m['faces_found'])} / {percent(m['faces_found_real'])}",
+        ),
+    ]
+
+
+@generated("celeba-dev-caption", list_sources=False)
+def celeba_dev_caption(sources: Sources) -> str:
+    run = celeba_run(sources, "real-data recipe")
+    s, m, assets = run["settings"], run["final"], sources[CELEBA_REPORT]["assets"]
+    return (
+        f"*Faces drawn after {s['epochs']} epochs ({run['steps']:,} steps) on the 10,000 faces "
+        f"of the CelebA development set at {pixels(s['image_size'])}, with the real-data "
+        f"recipe (batch {s['batch_size']}), by `{run['run_command']}` on commit "
+        f"{assets['drawn_at_commit']}: face distance {number(m['face_distance'], 4)} against "
+        f"a real floor of {number(m['face_distance_real'], 4)} "
+        f"({sources.link(CELEBA_REPORT)}).*"
+    )
+
+
+@generated("celeba-dev-report")
+def celeba_dev_report(sources: Sources) -> str:
+    """The report's recipe against the previous one on the development set, run by run."""
+    rows = []
+    for run in sources[CELEBA_REPORT]["runs"]:
+        s, m, best = run["settings"], run["final"], run["best"]
+        rows.append(
+            (
+                f"{run['label']}: `{run['run_command']}`",
+                f"{s['epochs']} epochs, {run['steps']:,} steps, batch {s['batch_size']}, "
+                f"`conv_dim` {s['conv_dim']}, EMA {s['ema']}, flip {s['flip']}",
+                f"{number(m['face_distance'], 4)} / {number(m['face_distance_real'], 4)}",
+                f"{percent(m['face_precision'], 0)} / {percent(m['face_recall'], 0)}",
+                f"{percent(m['faces_found'], 0)} / {percent(m['faces_found_real'], 0)}",
+                f"epoch {best['epoch']}",
+            )
+        )
+    header = [
+        "run",
+        "recipe",
+        "face distance / real floor",
+        "precision / recall",
+        "faces found / real",
+        "best.pt",
+    ]
+    return table(header, rows, right=range(2, 5))
+
+
+@generated("faceid-separation")
+def faceid_separation(sources: Sources) -> str:
+    """The face measures and both face detectors on real faces and on sets that should fail."""
+    study = sources["faceid_separation"]
+    settings = study["settings"]
+    rows = [
+        (
+            case["case"],
+            number(case["face_distance"], 4),
+            percent(case["face_precision"]),
+            percent(case["face_recall"]),
+            percent(case["haar_faces_found"]),
+            percent(case["dlib_hog_faces_found"]),
+        )
+        for case in study["cases"]
+    ]
+    header = [
+        f"{settings['n']} faces at {pixels(settings['image_size'])}, against "
+        f"{settings['n']} real ones",
+        "face distance",
+        "face precision",
+        "face recall",
+        "Haar finds a face",
+        "dlib HOG finds a face",
+    ]
+    return table(header, rows, right=range(1, 6)) + (
+        f"\n\nReal faces: `{settings['data']}`, a different {settings['n']} for the reference."
+    )
+
+
+def celeba_runs(sources: Sources) -> list[dict[str, Any]]:
+    """Every run of the real-face recipe study: the first seed's study and the leaders' seeds."""
+    return [r for name in CELEBA_STUDIES for r in sources[name]["results"]]
+
+
+CELEBA_STUDIES = ("quality-celeba", "quality-celeba-b16", "quality-celeba-seed1")
+
+
+@generated("recipes-celeba")
+def recipes_celeba(sources: Sources) -> str:
+    """Each recipe on real faces, ranked by its mean face distance over the seeds it ran."""
+    runs = celeba_runs(sources)
+    by_variant: dict[str, list[dict]] = {}
+    for run in sorted(runs, key=lambda r: r["seed"]):
+        by_variant.setdefault(run["variant"], []).append(run)
+
+    def mean_distance(variant: str) -> float:
+        scores = [r["metrics"]["face_distance"] for r in by_variant[variant]]
+        return sum(scores) / len(scores)
+
+    columns: list[Callable[[dict], str]] = [
+        lambda r: str(r["seed"]),
+        lambda r: f"{r['steps']:,}",
+        lambda r: number(r["metrics"]["face_distance"], 4),
+        lambda r: percent(r["metrics"]["face_precision"], 0),
+        lambda r: percent(r["metrics"]["face_recall"], 0),
+        lambda r: number(r["metrics"]["faces_found_ratio"], 2),
+    ]
+    rows = [
+        [recipe(by_variant[v][0])]
+        + [" / ".join(show(r) for r in by_variant[v]) for show in columns]
+        for v in sorted(by_variant, key=mean_distance)
+    ]
+    floor = runs[0]["metrics"]
+    header = [
+        "recipe",
+        "seeds",
+        "steps",
+        "face distance (lower is better)",
+        "face precision",
+        "face recall",
+        "faces found, ratio to real",
+    ]
+    return table(header, rows, right=range(1, 7)) + (
+        f"\n\nReal floor ({floor['face_n']:,} held-out real faces against the reference): face "
+        f"distance {number(floor['face_distance_real'], 4)}, precision "
+        f"{percent(floor['face_precision_real'], 0)}, recall "
+        f"{percent(floor['face_recall_real'], 0)}."
+    )
 
 
 # Pages.

@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    python benchmarks/freeze.py [--sizes 32 64] [--repeats 15 5] [--out FILE]
+    python -m benchmarks.freeze [--sizes 32 64] [--repeats 15 5] [--out FILE]
 
 At each size it builds one DCGAN pair (conv_dim 64, z 100, batch 128, channels_last as the CPU
 default) and times train_step in turns: once as it is, once with step.frozen replaced by a
@@ -15,27 +15,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import statistics
-import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from unittest import mock
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks.machine import cpu_model
+from benchmarks.record import RESULTS, write_results
+from facegan import step as step_module
+from facegan.models import build_models
 
-from machine import cpu_model  # noqa: E402
-
-from facegan import step as step_module  # noqa: E402
-from facegan.models import build_models  # noqa: E402
-
-RESULTS = REPO / "benchmarks" / "results" / "freeze.json"
 BATCH, Z_SIZE, CONV_DIM = 128, 100, 64
 
 
@@ -46,7 +39,6 @@ def main() -> None:
         f"{size}px": time_size(size, count) for size, count in zip(args.sizes, counts, strict=True)
     }
     result = {
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "hardware": {"cpu": cpu_model(), "cores": os.cpu_count()},
         "torch_threads": torch.get_num_threads(),
         "load_average_before_after": args.load_before + list(os.getloadavg()),
@@ -54,8 +46,7 @@ def main() -> None:
         "settings": {"batch_size": BATCH, "z_size": Z_SIZE, "conv_dim": CONV_DIM},
         "sizes": figures,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(args.out, result)
     for name, row in figures.items():
         print(
             f"{name}: D frozen in G's step {row['frozen_images_per_s']:.1f} img/s, "
@@ -103,7 +94,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--repeats", type=int, nargs="+", default=[15, 5], help="steps per size (one per size)"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULTS / "freeze.json")
     args = parser.parse_args()
     if len(args.repeats) not in (1, len(args.sizes)):
         parser.error("--repeats takes one count, or one per size")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import platform
-from pathlib import Path
+
+from facegan.runtime import cpu_info
 
 
 def pin_to_one_core() -> int | None:
@@ -17,11 +17,5 @@ def pin_to_one_core() -> int | None:
 
 
 def cpu_model() -> str:
-    """The CPU's model name, from /proc/cpuinfo where there is one."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    """The CPU's model name, as facegan.runtime reads it."""
+    return cpu_info().model

@@ -2,8 +2,11 @@
 
 Run from the repository root:
 
-    python benchmarks/quality.py [--real PATH.zip] [--budget 180] [--variants NAME ...]
-                                 [--seeds 0] [--eval-n 1000] [--jobs 2] [--out PATH]
+    python -m benchmarks.quality [--real PATH.zip] [--real-only] [--budget 180]
+                                 [--variants NAME ...] [--seeds 0] [--eval-n 2000] [--jobs 2]
+                                 [--out PATH]
+    python -m benchmarks.quality --merge JSON ... --out PATH
+    python -m benchmarks.quality --record LABEL RUN_DIR COMMAND ... [--grid PNG] --out PATH
 
 Every variant trains at the report's settings (32 px, conv_dim 32, batch 64) from the same
 seed on the same data, for the same compute budget, and is then measured by the same
@@ -13,9 +16,12 @@ warm-up excluded) and the run gets budget / step_time steps. Variants can then t
 a time, one per core, and a busy machine slows every variant without favouring any.
 
 Data: the built-in faces (20,000, seed 0) and, with --real, a folder or zip of real faces,
-e.g. the CelebA development set. Writes benchmarks/results/quality.json and prints a table
-per data set with each variant's rank on the main metric (attribute KL on the built-in faces,
-face-detection ratio on real faces, FID where Inception is available).
+e.g. the CelebA development set (--real-only: that alone). Writes benchmarks/results/quality.json
+(or --out) and prints a table per data set with each variant's rank on the main metric
+(attribute KL on the built-in faces, the Fréchet distance on dlib's face descriptors on real
+faces, FID where Inception is available). The real faces' evaluation measures N = 1,000 faces
+when --eval-n is at least 2,000: the first 1,000 real faces are the reference, the next 1,000
+give the real floor.
 """
 
 from __future__ import annotations
@@ -24,25 +30,23 @@ import argparse
 import json
 import multiprocessing
 import os
+import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from facegan.config import TrainConfig  # noqa: E402
-from facegan.data import load_faces  # noqa: E402
-from facegan.evaluate import main_metric  # noqa: E402
-from facegan.trainer import Trainer  # noqa: E402
-from helpers import environment  # noqa: E402
+from benchmarks.record import REPO, git_commit, write_results
+from facegan.checkpoint import read_history, training_rows
+from facegan.config import TrainConfig
+from facegan.data import load_faces
+from facegan.evaluate import Evaluator, best_evaluation, main_metric
+from facegan.trainer import Trainer
 
 # The report's settings: the study answers "what should the report train with?".
 # Every recipe option is named, so "vanilla" stays the DCGAN paper's recipe whatever the
@@ -63,6 +67,15 @@ VARIANTS: dict[str, dict] = {
     "smooth-ema": {"smooth": True, "ema": 0.999},
     # The two leaders of the first study (seeds 0 and 1), together.
     "ema-flip": {"ema": 0.999, "flip": True},
+    # Candidates on real faces, each one change to "ema" (the report's recipe until the real-face
+    # study): a shorter EMA horizon for short runs, smaller batches (more steps for the same
+    # compute), a wider network, and two other objectives.
+    "ema-fast": {"ema": 0.99},
+    "ema-b32": {"ema": 0.999, "batch_size": 32},
+    "ema-b16": {"ema": 0.999, "batch_size": 16},
+    "ema-wide": {"ema": 0.999, "conv_dim": 64},
+    "ema-hinge-sn": {"ema": 0.999, "loss": "hinge", "d_norm": "spectral"},
+    "ema-lsgan": {"ema": 0.999, "loss": "lsgan"},
 }
 CALIBRATION_STEPS = 12
 WARMUP_STEPS = 4
@@ -143,19 +156,30 @@ def print_tables(results: list[dict], ranking: dict[str, dict], choice: dict) ->
         better = "higher" if table["higher_is_better"] else "lower"
         print(f"\n{data}: main metric {table['metric']} ({better} is better)")
         print(
-            f"{'variant':<11} {'seed':>4} {'rank':>4} {'steps':>6} {'s/step':>7} {'faces':>6} "
-            f"{'ratio':>6} {'modes':>7} {'KL':>7} {'conf':>6} {'D(x)':>5} {'D(G(z))':>8}"
+            f"{'variant':<12} {'seed':>4} {'rank':>4} {'steps':>6} {'s/step':>7} {'faces':>6} "
+            f"{'ratio':>6} {'modes':>7} {'KL':>7} {'conf':>6} {'facedist':>8} {'prec':>5} "
+            f"{'recall':>6} {'D(x)':>5} {'D(G(z))':>8}"
         )
         for variant in sorted(table["ranks"], key=table["ranks"].get):
             for r in (r for r in results if r["data"] == data and r["variant"] == variant):
                 m = r["metrics"]
                 modes = f"{m['modes']}/{m['modes_real']}" if "modes" in m else "-"
-                kl = f"{m['attribute_kl']:.3f}" if "attribute_kl" in m else "-"
-                conf = f"{m['confidence']:.3f}" if "confidence" in m else "-"
+                shown = {
+                    key: f"{m[key]:.{digits}f}" if key in m else "-"
+                    for key, digits in (
+                        ("attribute_kl", 3),
+                        ("confidence", 3),
+                        ("face_distance", 4),
+                        ("face_precision", 2),
+                        ("face_recall", 2),
+                    )
+                }
                 print(
-                    f"{variant:<11} {r['seed']:>4} {table['ranks'][variant]:>4} {r['steps']:>6} "
+                    f"{variant:<12} {r['seed']:>4} {table['ranks'][variant]:>4} {r['steps']:>6} "
                     f"{r['step_seconds']:>7.3f} {m['faces_found']:>6.1%} "
-                    f"{m['faces_found_ratio']:>6.2f} {modes:>7} {kl:>7} {conf:>6} "
+                    f"{m['faces_found_ratio']:>6.2f} {modes:>7} {shown['attribute_kl']:>7} "
+                    f"{shown['confidence']:>6} {shown['face_distance']:>8} "
+                    f"{shown['face_precision']:>5} {shown['face_recall']:>6} "
                     f"{r['final_d_real']:>5.2f} {r['final_d_fake']:>8.2f}"
                 )
     print(f"\nbest mean rank: {choice['variant']} {choice['settings']}")
@@ -176,7 +200,41 @@ def merge(paths: Sequence[str], out: str) -> dict:
     print_tables(complete, ranking, choice)
     record = {"merged": [Path(p).name for p in paths], "seeds": sorted(seeds)}
     record |= {"results": complete, "ranking": ranking, "choice": choice}
-    Path(out).write_text(json.dumps(record, indent=2) + "\n")
+    record = write_results(Path(out), record)
+    print(f"wrote {out}")
+    return record
+
+
+def record_runs(runs: Sequence[Sequence[str]], out: str, grid: str | None = None) -> dict:
+    """Record finished runs (LABEL, RUN_DIR, COMMAND each): settings, timing and evaluations.
+
+    The README and docs/metrics.md read the development-set report's figures from this file;
+    COMMAND is how the run was made, as typed. With grid, the first run's last sample grid is
+    copied there, for the README.
+    """
+    recorded = []
+    for label, folder, command in runs:
+        history = read_history(folder)
+        evaluations = [row for row in history if row.get("kind") == "eval"]
+        if not evaluations:
+            raise SystemExit(f"{folder} holds no evaluation: train it with --eval-every")
+        recorded.append(
+            {
+                "label": label,
+                "run_command": command,
+                "settings": json.loads((Path(folder) / "config.json").read_text()),
+                "steps": training_rows(history)[-1]["step"],
+                "final": evaluations[-1],
+                "best": best_evaluation(history),
+                "evaluations": evaluations,
+            }
+        )
+    payload: dict = {"runs": recorded}
+    if grid:
+        folder, epochs = runs[0][1], recorded[0]["settings"]["epochs"]
+        shutil.copyfile(Path(folder) / "samples" / f"epoch_{epochs:03d}.png", grid)
+        payload["assets"] = {"files": [grid], "drawn_at_commit": git_commit(REPO)}
+    record = write_results(Path(out), payload)
     print(f"wrote {out}")
     return record
 
@@ -186,15 +244,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--synthetic-n", type=int, default=None, help="built-in faces to use")
     parser.add_argument("--real", help="a folder or zip of real faces to study besides")
     parser.add_argument("--real-n", type=int, default=None, help="use the first N real faces")
+    parser.add_argument("--real-only", action="store_true", help="leave out the built-in faces")
     parser.add_argument("--budget", type=float, default=180.0, help="one core's seconds each")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--eval-n", type=int, default=1000, help="faces per evaluation")
+    parser.add_argument("--eval-n", type=int, default=2000, help="faces per evaluation")
     parser.add_argument("--jobs", type=int, default=2, help="variants trained at once")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "quality.json"))
     parser.add_argument(
         "--merge", nargs="+", metavar="JSON", help="rank recorded studies together; no training"
     )
+    parser.add_argument(
+        "--record",
+        nargs=3,
+        action="append",
+        metavar=("LABEL", "RUN_DIR", "COMMAND"),
+        help="record a finished run's evaluations (repeatable); no training",
+    )
+    parser.add_argument("--grid", help="with --record: copy the first run's last grid here")
     return parser.parse_args(argv)
 
 
@@ -202,9 +269,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.merge:
         return merge(args.merge, args.out)
-    sources = [("synthetic", args.synthetic_n)] + ([(args.real, args.real_n)] if args.real else [])
+    if args.record:
+        return record_runs(args.record, args.out, args.grid)
+    sources = [] if args.real_only and args.real else [("synthetic", args.synthetic_n)]
+    sources += [(args.real, args.real_n)] if args.real else []
     for data, n in sources:  # decode and cache once, before the workers read the cache
-        load_faces(data, BASE["image_size"], n)
+        faces = load_faces(data, BASE["image_size"], n)
+        if data != "synthetic":  # the face descriptors of the reference and the real floor
+            real = np.asarray(faces.images[: args.eval_n])
+            Evaluator(real, False, faces.key, metrics=["faceid"], progress=False)(real)
     if any(data == "synthetic" for data, _ in sources):
         from facegan.attributes import attribute_classifier
 
@@ -231,8 +304,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
     choice = choose(ranking)
     print_tables(results, ranking, choice)
     record = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "environment": environment(),
         "load_average_at_end": os.getloadavg(),
         "settings": {
             "base": BASE,
@@ -247,8 +318,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "ranking": ranking,
         "choice": choice,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    record = write_results(Path(args.out), record)
     print(f"wrote {args.out}")
     return record
 

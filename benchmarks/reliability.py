@@ -2,14 +2,14 @@
 
 Run from the repository root:
 
-    python benchmarks/reliability.py [--kills 100] [--fuzz 2000] [--fuzz-folders 200]
+    python -m benchmarks.reliability [--kills 100] [--fuzz 2000] [--fuzz-folders 200]
                                      [--epochs 5] [--checkpoint-every 1] [--seed 0]
                                      [--launch fork|program]
 
 The suites are those of tests/test_reliability.py and tests/test_fuzz.py (the code is in
-tests/faults.py): SIGKILL training at random moments and resume it, give every bad input to
+tests/support/faults.py): SIGKILL training at random moments and resume it, give every bad input to
 `python -m facegan`, and fuzz decode_image and load_faces. Killed launches are forked from
-a warm interpreter (tests/launcher.py) unless --launch program starts each as a new
+a warm interpreter (tests/support/launcher.py) unless --launch program starts each as a new
 `python -m facegan`, at seconds of start-up per kill; the uninterrupted reference run is
 always the real program.
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import sys
@@ -31,7 +30,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import hypothesis
@@ -40,10 +38,9 @@ import PIL
 import torch
 from hypothesis import given, settings
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
-
-from faults import (  # noqa: E402
+from benchmarks.machine import cpu_model
+from benchmarks.record import REPO, RESULTS, write_results
+from tests.support.faults import (
     BAD_INPUTS,
     STEPS_PER_EPOCH,
     TINY_TRAIN,
@@ -59,10 +56,7 @@ from faults import (  # noqa: E402
     refuse,
     run_differences,
 )
-from launcher import Launcher  # noqa: E402
-from synthfaces import cpu_model  # noqa: E402  (benchmarks/synthfaces.py)
-
-RESULTS = REPO / "benchmarks" / "results" / "reliability.json"
+from tests.support.launcher import Launcher
 
 
 def main() -> int:
@@ -71,7 +65,6 @@ def main() -> int:
         work = Path(tmp)
         os.environ["FACEGAN_CACHE"] = str(work / "cache")  # the launches inherit it
         result = {
-            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
             "hardware": {"cpu": cpu_model(), "cores": os.cpu_count()},
             "versions": versions(),
             "settings": vars(args) | {"train": TINY_TRAIN},
@@ -80,10 +73,10 @@ def main() -> int:
             "fuzz": timed(fuzz_suite, args),
         }
     result["files_lost"] = result["kills"]["files_lost"] + result["bad_inputs"]["files_touched"]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    out = RESULTS / "reliability.json"
+    write_results(out, result)
     print_summary(result)
-    print(f"wrote {RESULTS.relative_to(REPO)}")
+    print(f"wrote {out.relative_to(REPO)}")
     return 0 if passed(result) else 1
 
 

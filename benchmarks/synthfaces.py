@@ -2,36 +2,29 @@
 
 Run from the repository root:
 
-    python benchmarks/synthfaces.py [--n 20000] [--size 64] [--detect 2000]
+    python -m benchmarks.synthfaces [--n 20000] [--size 64] [--detect 2000]
                                     [--grid assets/synthetic_faces.png]
 
-Writes benchmarks/results/synthfaces.json (hardware, versions, timings, rates, timestamp).
+Writes benchmarks/results/synthfaces.json (hardware, versions, timings, rates).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks.machine import cpu_model, pin_to_one_core
+from benchmarks.record import REPO, RESULTS, write_results
+from facegan import facedetect
+from facegan.synthfaces import RENDERER_VERSION, render_faces
 
-from machine import cpu_model, pin_to_one_core  # noqa: E402
-
-from facegan import facedetect  # noqa: E402
-from facegan.synthfaces import RENDERER_VERSION, render_faces  # noqa: E402
-
-RESULTS = REPO / "benchmarks" / "results" / "synthfaces.json"
 GRID_SIDE = 8
 
 
@@ -54,7 +47,6 @@ def main() -> None:
         save_grid(render_faces(GRID_SIDE**2, image_size=64, seed=args.seed)[0], args.grid)
 
     result = {
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "renderer_version": RENDERER_VERSION,
         "hardware": {"cpu": cpu_model(), "cores": os.cpu_count(), "pinned_core": pinned},
         "versions": {
@@ -82,10 +74,10 @@ def main() -> None:
             "rates": {f"{size}px": round(rate, 4) for size, rate in rates.items()},
         },
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    out = RESULTS / "synthfaces.json"
+    write_results(out, result)
     print_table(result)
-    print(f"wrote {RESULTS.relative_to(REPO)}" + (f" and {args.grid}" if args.grid else ""))
+    print(f"wrote {out.relative_to(REPO)}" + (f" and {args.grid}" if args.grid else ""))
 
 
 def parse_args() -> argparse.Namespace:

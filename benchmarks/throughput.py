@@ -2,26 +2,28 @@
 
 Run from the repository root:
 
-    python benchmarks/throughput.py [--sizes 32 64] [--images N [N ...]] [--repeats 3]
+    python -m benchmarks.throughput [--sizes 32 64] [--images N [N ...]] [--repeats 3]
                                     [--device auto] [--compile] [--profile STEPS] [--out PATH]
 
 Both sides train on the same JPEG files in one process, timed in turns (a, b, b, a, a, b):
 the CPU may be shared, so only ratios of figures measured side by side mean much, and every
 figure is the median of the repeats. Warm-up steps are never timed.
 
-(a) pytorch/examples dcgan/main.py, rewritten here: ImageFolder over the JPEGs with
-    Resize/CenterCrop/ToTensor/Normalize, DataLoader(batch 128, shuffle, 2 workers), the
-    example's nets (Sigmoid + BCELoss), its weights_init and its loop with five .item() calls
-    per step, at torch's default thread count. A repeat is one whole epoch, so it includes the
-    workers' start-up and shutdown that every epoch of the example pays. The example's image
-    saving every 100 steps and its per-epoch checkpoints are left out, as are facegan's.
-(b) facegan.train.Trainer itself, through Trainer.train_steps: the images decoded once
+(a) pytorch/examples dcgan/main.py, as benchmarks/reference.py rewrites it: ImageFolder over
+    the JPEGs with Resize/CenterCrop/ToTensor/Normalize, DataLoader(batch 128, shuffle, 2
+    workers), the example's nets (Sigmoid + BCELoss), its weights_init and its loop with five
+    .item() calls per step, at torch's default thread count. A repeat is one whole epoch, so
+    it includes the workers' start-up and shutdown that every epoch of the example pays. The
+    example's image saving every 100 steps and its per-epoch checkpoints are left out, as are
+    facegan's.
+(b) facegan.trainer.Trainer itself, through Trainer.train_steps: the images decoded once
     (facegan.data.load_faces, timed apart, not in the loop) and held as a uint8 tensor on the
     training device, each batch drawn by index, one host sync per repeat. The variants timed
     are TrainConfig settings (channels_last, threads, precision, compile), side by side; the
     fastest becomes (b). On CUDA the Trainer also uses fused Adam and cuDNN's algorithm search.
 
-FLOPs per image of one training step are counted from the layer shapes, see step_flops().
+FLOPs per image of one training step are counted from the layer shapes (benchmarks/flops.py).
+This is the steady state; benchmarks/endtoend.py times whole programs, start to exit.
 Writes benchmarks/results/throughput.json (hardware, load average, versions, settings, raw
 figures, the projected time of one CelebA epoch, and on CUDA the share of the GPU's peak).
 With --profile STEPS it times nothing: it runs torch.profiler over a few steps of (a) and of
@@ -31,40 +33,36 @@ each variant of (b) and prints where the time goes.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import math
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import PIL
 import torch
 import torchvision
-from PIL import Image
-from torch import nn
-from torch.utils.data import DataLoader
-from torchvision import datasets, transforms
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks.flops import peak_bf16_tflops, step_flops
+from benchmarks.record import REPO, RESULTS, write_results
+from benchmarks.reference import JPEG_QUALITY, ExampleRun, write_jpegs
+from benchmarks.timing import (
+    cpu_seconds,
+    interleaved,
+    other_processes_cores,
+    synchronize,
+    torch_threads,
+)
+from facegan.config import TrainConfig
+from facegan.data import FaceDataset, load_faces
+from facegan.models import build_models
+from facegan.runtime import cpu_info, resolve_device, resolve_precision
+from facegan.trainer import Trainer
 
-from facegan.config import TrainConfig  # noqa: E402
-from facegan.data import FaceDataset, load_faces  # noqa: E402
-from facegan.models import build_models  # noqa: E402
-from facegan.runtime import resolve_device  # noqa: E402
-from facegan.synthfaces import render_faces  # noqa: E402
-from facegan.trainer import Trainer  # noqa: E402
-
-RESULTS = REPO / "benchmarks" / "results" / "throughput.json"
 # Images per timed repeat. 2,560 at 64 px would take 2-3 min per epoch on the shared 2-core
 # machine this was written on (13-18 images/s): these keep `make bench` near 10 min.
 DEFAULT_IMAGES = {16: 2048, 32: 2048, 64: 384, 128: 128, 256: 128}
@@ -77,229 +75,12 @@ LOSS_WINDOW = 10  # the loss check averages the last this-many steps
 # leave different inits and batch orders; a (b) whose generator never learns misses these.
 LOSS_TOLERANCE = {"d_loss": 0.35, "g_loss": 0.35, "d_real": 0.15, "d_fake": 0.15}
 LOSS_RELATIVE = 0.15
-JPEG_QUALITY = 95
 HOPELESS = 10.0  # CPU bf16 is dropped when its warm-up step is this many times a fp32 step
 CELEBA_IMAGES = 202_599  # the projected epoch: all of CelebA's aligned faces
-# Dense (no sparsity) bf16 tensor-core peak, TFLOP/s, by torch.cuda.get_device_name(). The
-# H100 SXM's 989 is NVIDIA's datasheet figure; the H200 is the same chip at the same clocks.
-PEAK_BF16_TFLOPS = {"NVIDIA H100 80GB HBM3": 989.0, "NVIDIA H200": 989.0}
+GRAPHS = {"mode": "reduce-overhead"}  # torch.compile's CUDA graphs
+GRAPHS_WARMUP_STEPS = 3
+CUDA_ABLATION_STEPS = 20  # a GPU step takes milliseconds: time enough of them
 CPU_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx_vnni", "amx_bf16")
-FLOP_FORMULA = (
-    "per image, MACs x 2: forward G + 3 D (real, detached fake, fake for the G step); "
-    "backward = weight grads (1x forward) + input grads (1x forward) of every pass, except the "
-    "input grad of a first layer whose input needs none (G on z, D on real, D on detached "
-    "fake): 3G + 9D - G0 - 2D0. Only conv and conv-transpose layers are counted."
-)
-
-
-# --- FLOP count --------------------------------------------------------------------------------
-
-
-def conv_layer_macs(model: nn.Module, example: torch.Tensor) -> list[int]:
-    """Multiply-accumulates per image of each conv / conv-transpose layer, in forward order.
-
-    Read from the shapes seen in one forward pass of `example`. A conv does C_in/groups x k x k
-    MACs per output element; a transposed conv does C_out/groups x k x k per input element.
-    """
-    counts: list[int] = []
-
-    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        kernel = math.prod(module.kernel_size)
-        if isinstance(module, nn.ConvTranspose2d):
-            per_image = inputs[0][0].numel()
-            fan = module.out_channels // module.groups
-        else:
-            per_image = output[0].numel()
-            fan = module.in_channels // module.groups
-        counts.append(per_image * fan * kernel)
-
-    layers = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
-    handles = [layer.register_forward_hook(hook) for layer in layers]
-    was_training = model.training
-    try:
-        model.eval()  # eval BatchNorm accepts a batch of one
-        with torch.no_grad():
-            model(example)
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
-    return counts
-
-
-def step_flops(generator: nn.Module, discriminator: nn.Module, z_size: int, size: int) -> dict:
-    """GFLOP per image: G forward, D forward and one whole training step (FLOP_FORMULA)."""
-    g_layers = conv_layer_macs(generator, torch.zeros(1, z_size, 1, 1))
-    d_layers = conv_layer_macs(discriminator, torch.zeros(1, 3, size, size))
-    g, d = sum(g_layers), sum(d_layers)
-    step_macs = 3 * g + 9 * d - g_layers[0] - 2 * d_layers[0]
-    return {
-        "g_forward_gflop": 2 * g / 1e9,
-        "d_forward_gflop": 2 * d / 1e9,
-        "step_gflop": 2 * step_macs / 1e9,
-        "g_layer_macs": g_layers,
-        "d_layer_macs": d_layers,
-        "formula": FLOP_FORMULA,
-    }
-
-
-# --- (a) the PyTorch DCGAN example -------------------------------------------------------------
-
-
-def example_widths(width: int, size: int) -> list[int]:
-    """Channels from the image end to 4x4: 64 px gives the example's 64, 128, 256, 512."""
-    return [width * 2**k for k in range(int(math.log2(size)) - 2)]
-
-
-class ExampleGenerator(nn.Module):
-    """pytorch/examples dcgan Generator (ngf, nz), with one stage per doubling of 4 px.
-
-    At 64 px this is the example's layer list exactly; at 32 px the same family with one stage
-    fewer, which gives facegan's widths (256, 128, 64).
-    """
-
-    def __init__(self, nz: int = 100, ngf: int = 64, size: int = 64, nc: int = 3) -> None:
-        super().__init__()
-        widths = example_widths(ngf, size)[::-1]
-        layers: list[nn.Module] = [
-            nn.ConvTranspose2d(nz, widths[0], 4, 1, 0, bias=False),
-            nn.BatchNorm2d(widths[0]),
-            nn.ReLU(True),
-        ]
-        for c_in, c_out in zip(widths, widths[1:], strict=False):
-            layers += [
-                nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(c_out),
-                nn.ReLU(True),
-            ]
-        layers += [nn.ConvTranspose2d(widths[-1], nc, 4, 2, 1, bias=False), nn.Tanh()]
-        self.main = nn.Sequential(*layers)
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return self.main(input)
-
-
-class ExampleDiscriminator(nn.Module):
-    """pytorch/examples dcgan Discriminator (ndf): conv stages, Sigmoid, output shape (N,)."""
-
-    def __init__(self, ndf: int = 64, size: int = 64, nc: int = 3) -> None:
-        super().__init__()
-        widths = example_widths(ndf, size)
-        layers: list[nn.Module] = [
-            nn.Conv2d(nc, widths[0], 4, 2, 1, bias=False),
-            nn.LeakyReLU(0.2, inplace=True),
-        ]
-        for c_in, c_out in zip(widths, widths[1:], strict=False):
-            layers += [
-                nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(c_out),
-                nn.LeakyReLU(0.2, inplace=True),
-            ]
-        layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False), nn.Sigmoid()]
-        self.main = nn.Sequential(*layers)
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return self.main(input).view(-1, 1).squeeze(1)
-
-
-def example_weights_init(m: nn.Module) -> None:
-    """The example's weights_init, matched on class names as it does."""
-    classname = m.__class__.__name__
-    if classname.find("Conv") != -1:
-        torch.nn.init.normal_(m.weight, 0.0, 0.02)
-    elif classname.find("BatchNorm") != -1:
-        torch.nn.init.normal_(m.weight, 1.0, 0.02)
-        torch.nn.init.zeros_(m.bias)
-
-
-def example_loader(root: Path, size: int, batch_size: int, workers: int) -> DataLoader:
-    """The example's dataset and loader: decode, resize and normalise every image, every epoch."""
-    dataset = datasets.ImageFolder(
-        root=str(root),
-        transform=transforms.Compose(
-            [
-                transforms.Resize(size),
-                transforms.CenterCrop(size),
-                transforms.ToTensor(),
-                transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-            ]
-        ),
-    )
-    return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers)
-
-
-class ExampleRun:
-    """The example's nets, optimisers and training loop over its DataLoader."""
-
-    def __init__(self, root: Path, size: int, settings: Settings) -> None:
-        self.device, self.nz, self.threads = settings.device, settings.z_size, settings.threads
-        # Seeded before anything draws: the loader's shuffle and the noise use the global RNG.
-        torch.manual_seed(settings.seed)
-        self.loader = example_loader(root, size, settings.batch_size, settings.workers)
-        self.netG = ExampleGenerator(self.nz, settings.conv_dim, size).to(self.device)
-        self.netG.apply(example_weights_init)
-        self.netD = ExampleDiscriminator(settings.conv_dim, size).to(self.device)
-        self.netD.apply(example_weights_init)
-        self.criterion = nn.BCELoss()
-        self.optimizerD = torch.optim.Adam(self.netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        self.optimizerG = torch.optim.Adam(self.netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        self.stats: list[dict[str, float]] = []
-
-    def step(self, data: list[torch.Tensor]) -> dict[str, float]:
-        """The body of the example's loop, minus its print and image saving."""
-        real_label, fake_label = 1, 0
-        # (1) Update D network: maximize log(D(x)) + log(1 - D(G(z)))
-        self.netD.zero_grad()
-        real_cpu = data[0].to(self.device)
-        batch_size = real_cpu.size(0)
-        label = torch.full((batch_size,), real_label, dtype=real_cpu.dtype, device=self.device)
-        output = self.netD(real_cpu)
-        errD_real = self.criterion(output, label)
-        errD_real.backward()
-        D_x = output.mean().item()
-        noise = torch.randn(batch_size, self.nz, 1, 1, device=self.device)
-        fake = self.netG(noise)
-        label.fill_(fake_label)
-        output = self.netD(fake.detach())
-        errD_fake = self.criterion(output, label)
-        errD_fake.backward()
-        D_G_z1 = output.mean().item()
-        errD = errD_real + errD_fake
-        self.optimizerD.step()
-        # (2) Update G network: maximize log(D(G(z)))
-        self.netG.zero_grad()
-        label.fill_(real_label)
-        output = self.netD(fake)
-        errG = self.criterion(output, label)
-        errG.backward()
-        D_G_z2 = output.mean().item()
-        self.optimizerG.step()
-        return {
-            "d_loss": errD.item(),
-            "g_loss": errG.item(),
-            "d_real": D_x,
-            "d_fake": D_G_z1,
-            "d_fake_after_d_step": D_G_z2,
-        }
-
-    def run(self, steps: int | None = None) -> tuple[int, float]:
-        """Train one epoch (or its first `steps` batches); returns (images, seconds).
-
-        The clock covers the iterator's creation, so the worker start-up is in it.
-        """
-        images = 0
-        with torch_threads(self.threads):  # the example leaves torch's default
-            start = time.perf_counter()
-            batches = iter(self.loader)
-            for i, data in enumerate(batches):
-                if steps is not None and i == steps:
-                    break
-                self.stats.append(self.step(data))
-                images += len(data[0])
-            del batches  # a partial epoch: shut the workers down now, not at garbage collection
-            synchronize(self.device)
-            seconds = time.perf_counter() - start
-        return images, seconds
 
 
 # --- (b) facegan ------------------------------------------------------------------------------
@@ -313,8 +94,13 @@ class Variant:
     threads: int = 0
     precision: str = "auto"
     compile: bool = False
+    # CUDA graphs: G and D compiled with mode="reduce-overhead", which replays each captured
+    # graph with one launch. A benchmark setting, not yet a TrainConfig one: it is measured
+    # first (benchmarks/gpu.sh).
+    graphs: bool = False
 
     def options(self) -> dict:
+        """The TrainConfig settings of this variant."""
         return {
             "channels_last": self.channels_last,
             "threads": self.threads,
@@ -342,6 +128,9 @@ class FaceganRun:
         # every variant whatever another variant set before.
         with torch_threads(settings.threads):
             self.trainer = Trainer(config, faces)
+        if variant.graphs:
+            self.trainer.d_forward = torch.compile(self.trainer.discriminator, **GRAPHS)
+            self.trainer.g_forward = torch.compile(self.trainer.generator, **GRAPHS)
         self.name = describe(variant, self.trainer)
         self.stats: list[dict[str, float]] = []
 
@@ -354,6 +143,7 @@ class FaceganRun:
             "channels_last": trainer.channels_last,
             "threads": trainer.threads,
             "compile": self.variant.compile,
+            "graphs": self.variant.graphs,
             "fused_adam": bool(trainer.d_optimizer.defaults["fused"]),
             "cudnn_benchmark": torch.backends.cudnn.benchmark,
             "images_on": str(trainer.images.device),
@@ -380,26 +170,12 @@ def describe(variant: Variant, trainer: Trainer) -> str:
         parts.append(f"{trainer.threads} thread{'s' * (trainer.threads > 1)}")
     if variant.compile:
         parts.append("compile")
+    if variant.graphs:
+        parts.append("CUDA graphs")
     defaults = Variant().options()
     asked = [f"{k}={v}" for k, v in variant.options().items() if v != defaults[k]]
+    asked += ["graphs=True"] if variant.graphs else []
     return f"{', '.join(parts)} [{' '.join(asked) or 'defaults'}]"
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Run the block starting from `threads` intra-op threads; restore the count after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work, so that the clock measures it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # --- measurement ------------------------------------------------------------------------------
@@ -423,31 +199,24 @@ class Settings:
     compile: bool = False  # also time compiled variants
     unused_run_dir: Path = Path("unused-run")
 
+    def reference_options(self) -> dict:
+        """What (a), benchmarks.reference.ExampleRun, takes of these settings."""
+        names = ("device", "batch_size", "z_size", "conv_dim", "workers", "seed", "threads")
+        return {name: getattr(self, name) for name in names}
+
     def warmup(self, size: int) -> int:
         """Untimed steps before the repeats at this size."""
         return DEFAULT_WARMUP.get(size, 1) if self.warmup_steps is None else self.warmup_steps
 
 
-def write_jpegs(folder: Path, count: int, size: int, seed: int) -> Path:
-    """Render facegan's built-in faces as NNNNNN.jpg in the course layout; returns the root.
-
-    The root holds one class folder, `celeba`, as ImageFolder requires.
-    """
-    images, _ = render_faces(count, size, seed)
-    celeba = folder / "processed_celeba_small" / "celeba"
-    celeba.mkdir(parents=True, exist_ok=True)
-    for i, image in enumerate(images):
-        Image.fromarray(image).save(celeba / f"{i + 1:06d}.jpg", quality=JPEG_QUALITY)
-    return celeba.parent
-
-
 def variants_to_time(settings: Settings, leaders: Sequence[Variant]) -> list[Variant]:
     """The TrainConfig settings to time at one size; the first is the defaults.
 
-    On the CPU, the first size tries layout x threads (4 variants, and with --compile the
-    compiled defaults); later sizes, where a step costs seconds, the defaults and the first
-    size's fastest other variant only. On CUDA:
-    precision (auto is bf16) x layout, and with --compile the compiled bf16 pair.
+    On the CPU, the first size tries layout x threads (4 variants), fp32 where auto is bf16,
+    and with --compile the compiled defaults; later sizes, where a step costs seconds, the
+    defaults and the first size's fastest other variant only. On CUDA:
+    precision (auto is bf16) x layout, and with --compile the compiled bf16 pair and the same
+    pair under CUDA graphs.
     """
     defaults = Variant()
     if settings.variant_set == "cuda":
@@ -458,10 +227,13 @@ def variants_to_time(settings: Settings, leaders: Sequence[Variant]) -> list[Var
         ]
         if settings.compile:
             variants += [Variant(compile=True), Variant(channels_last="on", compile=True)]
+            variants += [Variant(graphs=True), Variant(channels_last="on", graphs=True)]
         return variants
     if leaders:
         return [defaults, next(v for v in leaders if v != defaults)]
     variants = [defaults, Variant(channels_last="off")]
+    if resolve_precision("auto", settings.device) is not None:
+        variants.append(Variant(precision="fp32"))
     if settings.threads > 1:
         variants += [Variant(threads=1), Variant(channels_last="off", threads=1)]
     if settings.compile:
@@ -474,13 +246,23 @@ def ablation(
 ) -> tuple[list[Variant], dict]:
     """Time (b)'s variants in turns on a few steps each; returns them fastest first.
 
-    On the CPU, bf16 autocast is timed once at the first size and never chosen: without
-    AVX-512 bf16 oneDNN emulates it, and it is not measured like the others.
+    On a CPU where auto is fp32, bf16 autocast is timed once at the first size and never
+    chosen: without bf16 instructions oneDNN emulates it, many times slower.
     """
-    steps = 2 if faces.image_size <= 32 else 1
-    runs = [FaceganRun(faces, v, settings) for v in variants_to_time(settings, leaders)]
-    for run in runs:
-        run.run(1)  # warm-up: oneDNN builds its kernels (and compile its graphs) on step one
+    steps = CUDA_ABLATION_STEPS if settings.variant_set == "cuda" else 1 + (faces.image_size <= 32)
+    runs, failed = [], {}
+    for variant in variants_to_time(settings, leaders):
+        run = FaceganRun(faces, variant, settings)
+        try:
+            # Warm-up: oneDNN builds its kernels, compile its code, on the first step; CUDA
+            # graphs are recorded after a few plain runs.
+            run.run(GRAPHS_WARMUP_STEPS if variant.graphs else 1)
+        except Exception as error:  # a capture that fails is a finding to record, not a crash
+            if not variant.graphs:
+                raise
+            failed[run.name] = {"skipped": f"failed: {type(error).__name__}: {error}"[:300]}
+            continue
+        runs.append(run)
     table: dict[str, dict] = {
         run.name: {"images_per_s": [], "resolved": run.resolved()} for run in runs
     }
@@ -492,10 +274,11 @@ def ablation(
         row["median"] = statistics.median(row["images_per_s"])
         row["steps_per_repeat"] = steps
     ranked = sorted(runs, key=lambda run: -table[run.name]["median"])
-    if settings.variant_set == "cpu" and not leaders:
+    emulated_bf16 = resolve_precision("auto", settings.device) is None
+    if settings.variant_set == "cpu" and not leaders and emulated_bf16:
         fp32_step = settings.batch_size / table[runs[0].name]["median"]
         table["bf16 autocast (once)"] = time_bf16_once(faces, settings, fp32_step)
-    return [run.variant for run in ranked], table
+    return [run.variant for run in ranked], table | failed
 
 
 def time_bf16_once(faces: FaceDataset, settings: Settings, fp32_step_s: float) -> dict:
@@ -510,19 +293,6 @@ def time_bf16_once(faces: FaceDataset, settings: Settings, fp32_step_s: float) -
     row["images_per_s"] = [count / seconds]
     row["median"] = count / seconds
     return row
-
-
-def interleaved(
-    a: Callable[[], tuple[int, float]], b: Callable[[], tuple[int, float]], repeats: int
-) -> dict[str, list[float]]:
-    """Run a and b `repeats` times each in turns a b, b a, a b...; images/s of each repeat."""
-    figures: dict[str, list[float]] = {"a": [], "b": []}
-    for r in range(repeats):
-        order = (("a", a), ("b", b)) if r % 2 == 0 else (("b", b), ("a", a))
-        for name, run in order:
-            count, seconds = run()
-            figures[name].append(count / seconds)
-    return figures
 
 
 def loss_summary(stats: list[dict[str, float]]) -> dict:
@@ -559,11 +329,6 @@ def loss_check(a_stats: list[dict], b_stats: list[dict]) -> dict:
     return {"a": a, "b": b, "comparable": not apart, "apart": apart, "tolerance": tolerance}
 
 
-def peak_bf16_tflops(gpu_name: str | None) -> float | None:
-    """The GPU's dense bf16 peak from PEAK_BF16_TFLOPS; None when the name is not listed."""
-    return PEAK_BF16_TFLOPS.get(gpu_name or "")
-
-
 def measure_size(
     size: int, workdir: Path, settings: Settings, leaders: Sequence[Variant]
 ) -> tuple[dict, list[Variant]]:
@@ -578,7 +343,7 @@ def measure_size(
     facegan = FaceganRun(faces, ranked[0], settings)
     # Built last: from here on only (a) draws from the global RNG (b has its own generators),
     # so (a)'s init, shuffles and noise all follow from the seed however the runs interleave.
-    example = ExampleRun(root, size, settings)
+    example = ExampleRun(root, size, **settings.reference_options())
     example.run(settings.warmup(size))
     facegan.run(settings.warmup(size))
     figures = interleaved(example.run, facegan.run, settings.repeats)
@@ -606,6 +371,7 @@ def measure_size(
         "flops": flops,
         "ablation_b": table,
         "loss_check": loss_check(example.stats, checked),
+        "peak_gpu_mib": peak_gpu_mib(settings.device),
     }
     return row, ranked
 
@@ -621,7 +387,8 @@ def profile_size(size: int, workdir: Path, settings: Settings, steps: int) -> di
     """
     root = write_jpegs(workdir / f"profile{size}px", (steps + 1) * settings.batch_size, size, 0)
     faces = load_faces(root, size, cache_dir=workdir / "cache", progress=False)
-    runs: dict[str, ExampleRun | FaceganRun] = {"(a) example": ExampleRun(root, size, settings)}
+    example = ExampleRun(root, size, **settings.reference_options())
+    runs: dict[str, ExampleRun | FaceganRun] = {"(a) example": example}
     for variant in variants_to_time(settings, []):
         run = FaceganRun(faces, variant, settings)
         runs[f"(b) {run.name}"] = run
@@ -646,24 +413,9 @@ def top_ops(prof: torch.profiler.profile, steps: int, count: int = 8) -> list[di
 # --- report -----------------------------------------------------------------------------------
 
 
-def cpu_seconds() -> tuple[float, float] | None:
-    """CPU seconds used so far by every process (Linux /proc/stat) and by this one with its
-    finished children ((a)'s workers); None where /proc/stat is missing."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
-    except OSError:
-        return None
-    ticks = [int(value) for value in fields]
-    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
-    own = os.times()
-    return busy, own.user + own.system + own.children_user + own.children_system
-
-
-def other_processes_cores(before: tuple | None, after: tuple | None, wall_s: float) -> float | None:
-    """Cores that other processes kept busy on average between two cpu_seconds() readings."""
-    if before is None or after is None:
-        return None
-    return max(0.0, (after[0] - before[0] - (after[1] - before[1])) / wall_s)
+def peak_gpu_mib(device: torch.device) -> float | None:
+    """The most GPU memory torch held at once so far in this process; None off CUDA."""
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
 
 def gpu_name(device: torch.device) -> str | None:
@@ -672,18 +424,12 @@ def gpu_name(device: torch.device) -> str | None:
 
 def hardware(device: torch.device) -> dict:
     """CPU model, cores, the SIMD flags that matter here, and the GPU if one is used."""
-    model, flags = platform.processor() or "unknown", set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
+    cpu = cpu_info()
     info = {
-        "cpu": model,
+        "cpu": cpu.model,
         "cores": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_flags": {flag: flag in flags for flag in CPU_FLAGS},
+        "cpu_flags": {flag: flag in cpu.flags for flag in CPU_FLAGS},
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
@@ -801,7 +547,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="STEPS",
         help="instead of timing, profile STEPS steps of (a) and of each variant of (b) per size",
     )
-    parser.add_argument("--out", type=Path, help=f"default {RESULTS.relative_to(REPO)}")
+    default_out = (RESULTS / "throughput.json").relative_to(REPO)
+    parser.add_argument("--out", type=Path, help=f"default {default_out}")
     # Smaller settings for the smoke test; the benchmark's figures use the defaults.
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--conv-dim", type=int, default=64)
@@ -868,7 +615,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
         load_after, cpu_after = os.getloadavg(), cpu_seconds()
         others = other_processes_cores(cpu_before, cpu_after, time.perf_counter() - measured_from)
     result = {
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "hardware": hardware(settings.device),
         "versions": versions(),
         "settings": {
@@ -899,12 +645,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "sizes": rows,
         "runtime_s": time.perf_counter() - started,
     }
-    out = args.out or RESULTS
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print_table(result)
+    out = args.out or RESULTS / "throughput.json"
+    record = write_results(out, result)
+    print_table(record)
     print(f"wrote {out}")
-    return result
+    return record
 
 
 def profile_only(args: argparse.Namespace, settings: Settings, workdir: Path) -> dict:
@@ -918,7 +663,7 @@ def profile_only(args: argparse.Namespace, settings: Settings, workdir: Path) ->
         "profile": profile,
     }
     if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        result = write_results(args.out, result)
         print(f"wrote {args.out}")
     return result
 

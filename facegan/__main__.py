@@ -20,10 +20,16 @@ from typing import get_type_hints
 import numpy as np
 import torch
 
-from facegan.checkpoint import generator_from_checkpoint, generator_from_state, load_checkpoint
+from facegan import distributed
+from facegan.checkpoint import (
+    generator_from_checkpoint,
+    generator_from_state,
+    last_training_row,
+    load_checkpoint,
+)
 from facegan.config import TrainConfig
 from facegan.data import load_faces
-from facegan.errors import FaceGanError
+from facegan.errors import ConfigError, FaceGanError
 from facegan.evaluate import METRICS, Evaluator, draw_faces
 from facegan.images import save_grid
 from facegan.trainer import Trainer
@@ -53,6 +59,12 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
             help=help_text,
         )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument(
+        "--allow-changes",
+        action="store_true",
+        help="with --resume: take settings that differ from the run's own (data, batch size, "
+        "lr, ...) and record the change in its history.jsonl; see docs/cli.md",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -76,6 +88,11 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
         help="a notebook parameter, e.g. -p EPOCHS 5 (repeatable)",
     )
     parser.add_argument("--out-dir", default="reports", help="where the report goes")
+    parser.add_argument(
+        "--notebook",
+        help="the notebook to run (default: dlnd_face_generation.ipynb); a learner's: "
+        "dlnd_face_generation_starter.ipynb",
+    )
 
 
 def _add_eval(commands: argparse._SubParsersAction) -> None:
@@ -118,13 +135,18 @@ def run_train(args: argparse.Namespace) -> None:
     config = TrainConfig(
         **{setting.name: getattr(args, setting.name) for setting in fields(TrainConfig)}
     )
-    trainer = Trainer(config)
-    if args.resume:
-        trainer.resume()
-    history = trainer.fit(progress=not args.no_progress)
-    trained = [row for row in history if row["kind"] == "train"]  # not the evaluations
-    if trained:
-        last = trained[-1]
+    if args.allow_changes and not args.resume:
+        raise ConfigError("--allow-changes only applies to a resume: add --resume, or drop it.")
+    try:
+        trainer = Trainer(config)
+        if args.resume:
+            trainer.resume(allow_changes=args.allow_changes)
+        last = last_training_row(trainer.fit(progress=not args.no_progress))
+    finally:
+        distributed.leave()  # under torchrun; a plain run joined no process group
+    if not trainer.world.is_main:  # rank 0 speaks for the run
+        return
+    if last:
         print(
             f"step {last['step']}: d_loss {last['d_loss']:.3f}, g_loss {last['g_loss']:.3f}, "
             f"D(x) {last['d_real']:.2f}, D(G(z)) {last['d_fake']:.2f}"
@@ -171,7 +193,7 @@ def run_eval(args: argparse.Namespace) -> None:
 def run_report(args: argparse.Namespace) -> None:
     from facegan.report import make_report  # the notebook tooling is only needed here
 
-    path = make_report(dict(args.parameter), args.out_dir)
+    path = make_report(dict(args.parameter), args.out_dir, args.notebook)
     print(f"report: {path}")
 
 

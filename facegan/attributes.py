@@ -51,7 +51,7 @@ REFERENCE_SEED = 1003
 CLASSIFIER_SEED = 0  # network initialisation and batch order
 
 # The default training budget: under 50 s on one core at 32 px, rendering included
-# (benchmarks/coverage.py measures it). Epochs are cheaper than fresh renders here: rendering a
+# (benchmarks/attributes.py measures it). Epochs are cheaper than fresh renders here: rendering a
 # face costs about as much as two passes of it through a training step.
 N_TRAIN = 8000
 N_TEST = 2000

@@ -27,6 +27,17 @@ SMOOTHABLE = ("bce", "lsgan")
 # (Miyato et al. 2018; no BatchNorm), or nothing (the critic of WGAN-GP, whose per-image
 # gradient penalty BatchNorm would mix across the batch).
 D_NORMS = ("batch", "spectral", "none")
+# The recipe: the settings whose best value depends on the kind of data. A field of these left
+# at None (the default of the CLI, and of the notebook's parameters) takes its value from here
+# when the TrainConfig is made, and config.json records the value taken. The built-in faces keep
+# the batch of their recipe study (docs/metrics.md); on real faces the study on the CelebA
+# development set ranked batch 16 first at equal compute, by the face distance, in both seeds
+# (benchmarks/results/quality-celeba-summary.json): at 32 px on a CPU smaller batches buy more
+# steps. On a GPU a batch this small leaves the device idle: pass --batch-size there.
+RECIPES: dict[str, dict[str, Any]] = {
+    "synthetic": {"batch_size": 64},
+    "real": {"batch_size": 16},
+}
 # The notebook's earlier names of two parameters; `python -m facegan report -p` still takes them.
 PARAMETER_ALIASES = {"DATASET": "DATA", "RUN_DIR": "OUT"}
 
@@ -48,7 +59,9 @@ class TrainConfig:
     )
     image_size: int = setting(32, "a power of two from 16 to 256", IMAGE_SIZES)
     epochs: int = setting(10, "passes over the data")
-    batch_size: int = setting(128, "images per training step")
+    batch_size: int | None = setting(
+        None, "images per training step (default: the data's recipe, 64 built in, 16 real)"
+    )
     z_size: int = setting(100, "length of the latent vector z")
     conv_dim: int = setting(64, "channels of D's first and G's last hidden layer")
     n_images: int | None = setting(
@@ -56,7 +69,12 @@ class TrainConfig:
     )
     seed: int = setting(0, "seeds the networks, z, the data order and the built-in faces")
     device: str = setting("auto", "where to train; auto: cuda, then mps, then cpu", DEVICES)
-    precision: str = setting("auto", "auto: bf16 on a GPU that has it, else fp32", PRECISIONS)
+    precision: str = setting(
+        "auto",
+        "auto: bf16 where the hardware computes it (a recent GPU, a CPU with AMX or "
+        "AVX512-BF16), else fp32; a resume keeps the precision the run recorded",
+        PRECISIONS,
+    )
     out: str = setting("runs/default", "the run folder")
     lr: float = setting(2e-4, "Adam's learning rate")
     beta1: float = setting(0.5, "Adam's beta1")
@@ -84,6 +102,18 @@ class TrainConfig:
     )
     threads: int = setting(0, "CPU threads for torch; 0: auto (torch's count, at most the cores)")
     compile: bool = setting(False, "torch.compile G and D for training")
+    sync_bn: bool = setting(
+        False, "under torchrun: BatchNorm statistics over the global batch (CUDA only)"
+    )
+    dist_timeout: int = setting(
+        60, "under torchrun: seconds to wait for the other processes before stopping with an error"
+    )
+
+    def __post_init__(self) -> None:
+        """Fill the fields left at None from the data's recipe (RECIPES)."""
+        for name, value in RECIPES[data_kind(self.data)].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
 
     def validate(self) -> None:
         """Raise ConfigError naming the first setting that cannot work."""
@@ -91,6 +121,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "z_size", "conv_dim", "n_samples", "log_every"):
             check_positive(name, getattr(self, name))
         check_positive("eval_n", self.eval_n)
+        check_positive("dist_timeout", self.dist_timeout)
         check_interval("eval_every", self.eval_every, "never", "epochs")
         check_interval("checkpoint_every", self.checkpoint_every, "epoch ends only", "steps")
         check_interval("threads", self.threads, "auto", "CPU threads")
@@ -121,6 +152,11 @@ class TrainConfig:
                 f"Adam settings lr={self.lr}, betas=({self.beta1}, {self.beta2}) are out of "
                 "range: lr must be positive and each beta in [0, 1)."
             )
+
+
+def data_kind(data: object) -> str:
+    """The key of the data's recipe: "synthetic" for the built-in faces, "real" for the rest."""
+    return "synthetic" if data == "synthetic" else "real"
 
 
 def config_from_parameters(parameters: Mapping[str, object]) -> TrainConfig:

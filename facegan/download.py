@@ -435,5 +435,8 @@ def _failure_message(failures: list[tuple[Source, _SourceFailed]], data_dir: Pat
     hand = f"Fetch it by hand: {manual}; then load_faces('celeba') and --data celeba find it."
     if failures and all(failure.unreachable for _, failure in failures):
         return f"could not reach any CelebA source (no network?). {hand}"
-    reasons = "; ".join(f"{source.name}: {failure.reason}" for source, failure in failures)
+    # A reason may be a sentence of its own; its full stop would double the one added here.
+    reasons = "; ".join(
+        f"{source.name}: {failure.reason.rstrip('.')}" for source, failure in failures
+    )
     return f"CelebA could not be downloaded. {reasons}. {hand}"

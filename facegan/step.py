@@ -10,6 +10,10 @@ from torch import nn
 
 from facegan.losses import discriminator_loss, generator_loss, gradient_penalty
 
+# What every training step returns: D's and G's losses, and D's mean output on real and fake
+# images. A step given to the Trainer (a learner's own) returns these too.
+STEP_STATS = ("d_loss", "g_loss", "d_real", "d_fake")
+
 
 def make_optimizers(
     discriminator: nn.Module,

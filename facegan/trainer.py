@@ -2,7 +2,7 @@
 
 A run lives in one folder:
 
-    runs/NAME/config.json         the settings, as given
+    runs/NAME/config.json         the settings, as given; precision as resolved
     runs/NAME/history.jsonl       one row per logging window: losses, D(x), D(G(z))
     runs/NAME/samples/epoch_XXX.png  the fixed-z grid after each epoch
     runs/NAME/checkpoints/last.pt    everything needed to resume exactly
@@ -25,8 +25,10 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -34,21 +36,28 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from facegan import distributed
 from facegan.checkpoint import (
     CHECKPOINT_FORMAT,
+    FREE_ON_RESUME,
+    RunLock,
     append_history,
+    check_models,
+    check_resume,
     global_rng_state,
     load_checkpoint,
-    resume_differences,
+    model_record,
     save_atomic,
     set_global_rng_state,
+    setting_changes,
+    write_atomic,
     write_history,
     write_text_atomic,
 )
 from facegan.config import TrainConfig, check_positive
 from facegan.data import FaceDataset, epoch_order, load_faces
 from facegan.ema import EMA
-from facegan.errors import CheckpointError, ConfigError, FaceGanError
+from facegan.errors import ConfigError, FaceGanError
 from facegan.evaluate import (
     EVAL_SEED_OFFSET,
     FID_SKIPPED,
@@ -59,19 +68,107 @@ from facegan.evaluate import (
     training_metrics,
 )
 from facegan.images import save_grid, to_float
-from facegan.models import Generator, build_models, sample_images
+from facegan.models import Discriminator, build_models, sample_images
 from facegan.runtime import (
     check_compiler,
+    precision_name,
     resolve_channels_last,
     resolve_device,
     resolve_precision,
     resolve_threads,
+    resumed_precision,
 )
-from facegan.step import make_optimizers, train_step
+from facegan.step import STEP_STATS, make_optimizers, train_step
+
+# The z a generator takes: flat (N, z_size), or (N, z_size, 1, 1) for one that starts with a
+# transposed convolution. Every z is drawn flat; a "4d" generator is taught to take that too.
+Z_SHAPES = ("flat", "4d")
+StepFunction = Callable[..., dict]
+# facegan's own step, which a notebook may also pass explicitly (the solution notebook does).
+RECIPE_STEP = train_step
 
 
 class TrainingDiverged(FaceGanError):
     """A loss became NaN or infinite."""
+
+
+def image_tensor(images: np.ndarray) -> torch.Tensor:
+    """A uint8 tensor over a dataset's images, sharing their memory: a memory map stays mapped.
+
+    torch warns that a read-only array (the cache's map) must not be written to through the
+    tensor; training only reads it.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        return torch.from_numpy(images)
+
+
+def check_given_parts(
+    config: TrainConfig,
+    *,
+    discriminator: nn.Module | None,
+    networks_given: bool,
+    optimizers_given: tuple[bool, bool],
+    own_step: bool,
+    z_shape: str,
+) -> None:
+    """Raise ConfigError where given networks, optimizers or step cannot honour the config.
+
+    Optimizers come in a pair, over given networks. The recipe's loss, smoothing and
+    precision are options of facegan's own step, and its d_norm one of facegan's own
+    Discriminator: a learner's step and networks run as written.
+    """
+    if z_shape not in Z_SHAPES:
+        raise ConfigError(f"z_shape {z_shape!r} is unknown: choose one of {Z_SHAPES}.")
+    if any(optimizers_given) and not (all(optimizers_given) and networks_given):
+        raise ConfigError(
+            "given optimizers must come as a pair, over given networks: pass d_optimizer and "
+            "g_optimizer together with the discriminator and generator whose parameters they hold."
+        )
+    ignored = []
+    if not own_step:
+        ignored += [f"loss {config.loss!r}"] if config.loss != "bce" else []
+        ignored += ["smooth"] if config.smooth else []
+        ignored += [f"precision {config.precision!r}"] if config.precision == "bf16" else []
+    if discriminator is not None:
+        norm = discriminator.norm if isinstance(discriminator, Discriminator) else "batch"
+        ignored += [f"d_norm {config.d_norm!r}"] if norm != config.d_norm else []
+    if ignored:
+        raise ConfigError(
+            f"{', '.join(ignored)}: the given networks or train_step do not apply it (a "
+            "learner's are written for bce in fp32, with BatchNorm in D). Leave these settings "
+            "at their defaults, or train with facegan's own networks and step."
+        )
+
+
+def take_flat_z(generator: nn.Module, z_size: int) -> None:
+    """Let a generator that takes z as (N, z_size, 1, 1) take flat z (N, z_size) as well.
+
+    Training, the sample grids, evaluation and the notebook's pictures all draw z flat, as
+    facegan's own Generator takes it; a forward pre-hook reshapes it on the way in. The
+    samplers read z_size from the generator, which it gets where it has none.
+    """
+    generator.register_forward_pre_hook(_flat_z_as_4d)
+    if not hasattr(generator, "z_size"):
+        generator.z_size = z_size
+
+
+def _flat_z_as_4d(_generator: nn.Module, inputs: tuple) -> tuple:
+    z, *others = inputs
+    return (z[:, :, None, None] if z.dim() == 2 else z, *others)
+
+
+def given_stats(stats: object, device: torch.device) -> dict[str, torch.Tensor]:
+    """A given step's result as STEP_STATS tensors on device; floats (from .item()) too."""
+    if not isinstance(stats, dict) or not set(STEP_STATS) <= stats.keys():
+        got = sorted(stats) if isinstance(stats, dict) else type(stats).__name__
+        raise ConfigError(
+            f"the given train_step returned {got}; expected a dict with keys {STEP_STATS}. "
+            "Check it with problem_unittests.test_training_step."
+        )
+    return {
+        name: torch.as_tensor(stats[name], device=device).detach().float() for name in STEP_STATS
+    }
 
 
 class Trainer:
@@ -82,12 +179,42 @@ class Trainer:
         config: TrainConfig,
         dataset: FaceDataset | None = None,
         evaluator: Evaluator | None = None,
+        *,
+        discriminator: nn.Module | None = None,
+        generator: nn.Module | None = None,
+        d_optimizer: torch.optim.Optimizer | None = None,
+        g_optimizer: torch.optim.Optimizer | None = None,
+        train_step: StepFunction | None = None,
+        z_shape: str = "flat",
     ) -> None:
-        """evaluator scores the faces when eval_every is set; by default one over the dataset."""
+        """evaluator scores the faces when eval_every is set; by default one over the dataset.
+
+        The networks, their optimizers and the step are facegan's unless given, as a learner's
+        notebook gives its own. A train_step other than facegan's is called as the course's,
+        train_step(D, G, d_optimizer, g_optimizer, real_images, z), and returns STEP_STATS as
+        floats or tensors. z_shape is the z the generator takes, one of Z_SHAPES
+        (problem_unittests.z_shape_for finds it).
+        """
         config.validate()
+        own_step = train_step is None or train_step is RECIPE_STEP
+        check_given_parts(
+            config,
+            discriminator=discriminator,
+            networks_given=discriminator is not None and generator is not None,
+            optimizers_given=(d_optimizer is not None, g_optimizer is not None),
+            own_step=own_step,
+            z_shape=z_shape,
+        )
+        self.given_step = None if own_step else train_step
         self.config = config
         self.device = resolve_device(config.device)
-        self.amp_dtype = resolve_precision(config.precision, self.device)
+        # Under torchrun: this process's rank and, on CUDA, its own GPU; else rank 0 of one.
+        self.world = distributed.join(
+            self.device, timeout_s=config.dist_timeout, sync_bn=config.sync_bn
+        )
+        self.device = self.world.device
+        # A given step computes as written: autocast is an option of facegan's own step.
+        self.amp_dtype = resolve_precision(config.precision, self.device) if own_step else None
         self.run_dir = Path(config.out)
         self.dataset = dataset or load_faces(
             config.data, config.image_size, config.n_images, config.seed
@@ -97,6 +224,7 @@ class Trainer:
                 f"the dataset holds {self.dataset.image_size} px images but "
                 f"image_size is {config.image_size}."
             )
+        self.world.check_batch_size(config.batch_size)
         self.steps_per_epoch = len(self.dataset) // config.batch_size
         if self.steps_per_epoch == 0:
             raise ConfigError(
@@ -108,22 +236,29 @@ class Trainer:
         random.seed(config.seed)
         np.random.seed(config.seed % 2**32)
         torch.manual_seed(config.seed)
-        self.discriminator, self.generator = build_models(
-            config.z_size, config.conv_dim, config.image_size, config.d_norm
-        )
+        if discriminator is None or generator is None:
+            built = build_models(config.z_size, config.conv_dim, config.image_size, config.d_norm)
+            discriminator = built[0] if discriminator is None else discriminator
+            generator = built[1] if generator is None else generator
+        self.discriminator, self.generator = discriminator, generator
+        if z_shape == "4d":
+            take_flat_z(self.generator, config.z_size)
+        self.world.seed_rank(config.seed)
         self.channels_last = resolve_channels_last(config.channels_last, self.device)
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         for model in (self.discriminator, self.generator):
             model.to(self.device, memory_format=self.memory_format)
         self.ema = EMA(self.generator, config.ema) if config.ema else None
-        # Fused Adam is opt-in and CUDA-only; the CPU keeps torch's default Adam.
-        self.d_optimizer, self.g_optimizer = make_optimizers(
-            self.discriminator,
-            self.generator,
-            config.lr,
-            (config.beta1, config.beta2),
-            fused=self.device.type == "cuda",
-        )
+        if d_optimizer is None:  # then g_optimizer is None too: check_given_parts
+            # Fused Adam is opt-in and CUDA-only; the CPU keeps torch's default Adam.
+            d_optimizer, g_optimizer = make_optimizers(
+                self.discriminator,
+                self.generator,
+                config.lr,
+                (config.beta1, config.beta2),
+                fused=self.device.type == "cuda",
+            )
+        self.d_optimizer, self.g_optimizer = d_optimizer, g_optimizer
         if self.device.type == "cuda":
             # Every batch has the same shape, so cuDNN's one-off search for its fastest
             # convolution algorithms pays for itself within the first epoch.
@@ -138,11 +273,15 @@ class Trainer:
             check_compiler(self.device)
             self.d_forward = torch.compile(self.discriminator)
             self.g_forward = torch.compile(self.generator)
+        self.d_forward = self.world.wrap(self.d_forward)  # compiled first, then wrapped
+        self.g_forward = self.world.wrap(self.g_forward)
         # z comes from its own generator so that its state can be saved and resumed.
         self.z_rng = torch.Generator().manual_seed(config.seed)
         self.fixed_z = torch.randn(config.n_samples, config.z_size, generator=self.z_rng)
-        # A copy in memory: batches are then drawn by index with no decoding and no disk reads.
-        self.images = torch.from_numpy(np.array(self.dataset.images)).to(self.device)
+        # Batches are drawn by index with no decoding: on the CPU straight from the dataset's
+        # memory-mapped cache, so only the pages a batch touches are read and a set larger than
+        # RAM trains; a GPU gets a copy of the whole set.
+        self.images = image_tensor(self.dataset.images).to(self.device)
         self.epoch = 0  # epochs completed
         self.batch_in_epoch = 0  # batches of the current epoch already trained
         self.step = 0
@@ -159,12 +298,20 @@ class Trainer:
         return self.run_dir / "checkpoints" / "last.pt"
 
     @property
-    def ema_generator(self) -> Generator:
+    def ema_generator(self) -> nn.Module:
         """The generator that draws the run's pictures: the EMA of G's weights when ema > 0.
 
         With ema 0 there is no averaging, and that generator is G itself.
         """
         return self.ema.model if self.ema else self.generator
+
+    def recorded_config(self) -> dict:
+        """The settings as config.json and checkpoints record them: precision as resolved.
+
+        "auto" is written as what it chose here ("bf16" or "fp32"), so a resume elsewhere keeps
+        the run's arithmetic.
+        """
+        return asdict(self.config) | {"precision": precision_name(self.amp_dtype)}
 
     def state_dict(self) -> dict:
         """Everything that a resume needs, as tensors and plain data only.
@@ -173,7 +320,8 @@ class Trainer:
         """
         return {
             "format": CHECKPOINT_FORMAT,
-            "config": asdict(self.config),
+            "config": self.recorded_config(),
+            "models": model_record(self.discriminator, self.generator),
             "generator": self.generator.state_dict(),
             "ema_generator": self.ema.model.state_dict() if self.ema else None,
             "discriminator": self.discriminator.state_dict(),
@@ -182,6 +330,7 @@ class Trainer:
             "fixed_z": self.fixed_z,
             "z_rng": self.z_rng.get_state(),
             "rng": global_rng_state(),
+            "world_size": self.world.size,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "step": self.step,
@@ -191,73 +340,140 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> Path:
-        save_atomic(self.state_dict(), self.checkpoint_path)
+        """Rank 0 writes last.pt, with every rank's RNG states; the other ranks wait for it."""
+        rank_rngs = self.world.gather(global_rng_state())
+        if self.world.is_main:
+            extra = {"rank_rngs": rank_rngs} if self.world.size > 1 else {}
+            save_atomic(self.state_dict() | extra, self.checkpoint_path)
+        self.world.barrier()
         return self.checkpoint_path
 
-    def resume(self) -> None:
-        """Load the run folder's last checkpoint; history.jsonl is rewritten to match it."""
-        state = load_checkpoint(self.checkpoint_path)
-        changed = resume_differences(state["config"], asdict(self.config))
-        if changed:
-            raise CheckpointError(
-                f"cannot resume {self.checkpoint_path}: the architecture differs ("
-                + "; ".join(changed)
-                + "). Resume with the original settings or use a new --out."
-            )
+    @cached_property
+    def run_lock(self) -> RunLock:
+        return RunLock(self.run_dir)
+
+    def resume(self, allow_changes: bool = False) -> None:
+        """Load the run folder's last checkpoint; history.jsonl is rewritten to match it.
+
+        Settings that differ from the run's own are refused as checkpoint.check_resume says;
+        with allow_changes those that may change on purpose are taken and recorded as a
+        "change" row of the history. config.json then holds the new settings. The run folder
+        stays locked from here until fit() ends.
+        """
+        # Rank 0 alone holds the lock. A missing folder holds no run to lock; loading says so.
+        if self.world.is_main and self.run_dir.is_dir():
+            self.run_lock.acquire()
+        try:
+            self._resume(allow_changes)
+        except BaseException:
+            self.run_lock.release()
+            raise
+
+    def _resume(self, allow_changes: bool) -> None:
+        state = load_checkpoint(self.checkpoint_path)  # on every rank: DDP shares no Adam state
+        check_models(state, self.discriminator, self.generator, self.checkpoint_path)
+        self.world.check_resume(state, self.checkpoint_path)
+        changes = setting_changes(state["config"], asdict(self.config))
+        check_resume(self.run_dir, changes, allow_changes)
+        recorded = state["config"].get("precision", "auto")
+        self.amp_dtype, note = resumed_precision(recorded, self.config.precision, self.device)
+        if note:
+            print(note)
         self.generator.load_state_dict(state["generator"])
         if self.ema:
             self.ema.model.load_state_dict(state["ema_generator"])
         self.discriminator.load_state_dict(state["discriminator"])
         self.g_optimizer.load_state_dict(state["g_optimizer"])
         self.d_optimizer.load_state_dict(state["d_optimizer"])
+        for optimizer in (self.g_optimizer, self.d_optimizer):
+            for group in optimizer.param_groups:  # loading restored the checkpoint's own
+                group["lr"], group["betas"] = self.config.lr, (self.config.beta1, self.config.beta2)
         self.fixed_z = state["fixed_z"]
         self.z_rng.set_state(state["z_rng"])
-        set_global_rng_state(state["rng"])
-        self.epoch, self.batch_in_epoch = state["epoch"], state["batch_in_epoch"]
-        self.step = state["step"]
+        set_global_rng_state(self.world.own_rng_state(state))
+        self.epoch, self.step = state["epoch"], state["step"]
+        # The images of this epoch already trained on, in batches of this run's size.
+        seen = state["batch_in_epoch"] * state["config"]["batch_size"]
+        self.batch_in_epoch = min(seen // self.config.batch_size, self.steps_per_epoch)
         self.window = [{k: v.to(self.device) for k, v in s.items()} for s in state["window"]]
         self.history = state["history"]
-        write_history(self.run_dir, self.history)
+        allowed = {name: change for name, change in changes.items() if name not in FREE_ON_RESUME}
+        if allowed:  # free changes leave the history as an unbroken run's
+            self.history.append(
+                {"kind": "change", "epoch": self.epoch, "step": self.step, "changes": allowed}
+            )
+        if self.world.is_main:
+            write_history(self.run_dir, self.history)
+        if changes:
+            self._write_config()
+
+    def _write_config(self) -> None:
+        if not self.world.is_main:  # one writer of the run folder
+            return
+        text = json.dumps(self.recorded_config(), indent=2)
+        write_text_atomic(self.run_dir / "config.json", text, checkpoint=self.checkpoint_path)
 
     def fit(self, progress: bool = True, max_steps: int | None = None) -> list[dict]:
         """Train until config.epochs epochs are done; returns the history rows.
 
         Ctrl-C (SIGINT) and SIGTERM finish the current step, save a checkpoint and return;
-        so does reaching max_steps steps in all (a compute budget; resume continues).
+        so does reaching max_steps steps in all (a compute budget; resume continues). The run
+        folder is locked while it trains: a second run there is refused with RunInUseError.
         """
+        if self.world.is_main:
+            self.run_lock.acquire()
+        try:
+            return self._fit(progress, max_steps)
+        finally:
+            self.run_lock.release()
+
+    def _fit(self, progress: bool, max_steps: int | None) -> list[dict]:
         if self.step == 0 and self.checkpoint_path.exists():
             raise ConfigError(
                 f"{self.run_dir} already holds a run: resume it (--resume, Trainer.resume()) "
                 "or choose another --out, so that its checkpoint is not overwritten."
             )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if self.step == 0:
+        # A resumed run keeps its config.json, unless resume() recorded a change.
+        if self.step == 0 and self.world.is_main:
             write_history(self.run_dir, [])
-        write_text_atomic(self.run_dir / "config.json", json.dumps(asdict(self.config), indent=2))
+            self._write_config()
         torch.set_num_threads(self.threads)
         with StopSignals() as stop:
             while self.epoch < self.config.epochs:
                 if not self._train_epoch(progress, stop, max_steps):
                     path = self.save_checkpoint()
-                    print(
-                        f"\nStopped by {stop.received or 'max_steps'} at step {self.step}: saved "
-                        f"{path}. Continue with --resume (or Trainer.resume())."
-                    )
+                    if self.world.is_main:
+                        print(
+                            f"\nStopped by {stop.received or 'max_steps'} at step {self.step}: "
+                            f"saved {path}. Continue with --resume (or Trainer.resume())."
+                        )
                     break
                 self.epoch += 1
                 self.batch_in_epoch = 0
-                save_grid(
-                    sample_images(self.ema_generator, self.fixed_z),
-                    self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png",
-                )
-                if self._evaluation_due():
-                    best = best_evaluation(self.history)
-                    if is_better(self.evaluate(progress), best):
-                        # best.pt before last.pt: a crash between the two re-runs this epoch's
-                        # evaluation on resume, which then writes best.pt again.
-                        save_atomic(self.state_dict(), self.best_path)
+                if self.world.is_main:  # alone, through the plain modules; the others wait
+                    self._save_samples(self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png")
+                    self._evaluate_for_best(progress)
                 self.save_checkpoint()
         return self.history
+
+    def _evaluate_for_best(self, progress: bool) -> None:
+        """Evaluate when due; a better result than any before is also saved as best.pt."""
+        if self._evaluation_due():
+            best = best_evaluation(self.history)
+            if is_better(self.evaluate(progress), best):
+                # best.pt before last.pt: a crash between the two re-runs this epoch's
+                # evaluation on resume, which then writes best.pt again.
+                save_atomic(self.state_dict(), self.best_path, self.checkpoint_path)
+
+    def _save_samples(self, path: Path) -> None:
+        """The fixed-z grid, written by rename; its temporary file keeps the suffix PIL reads."""
+        faces = sample_images(self.ema_generator, self.fixed_z)
+        write_atomic(
+            path,
+            lambda temp: save_grid(faces, temp),
+            checkpoint=self.checkpoint_path,
+            temp=path.with_name(f".{path.name}"),
+        )
 
     def _evaluation_due(self) -> bool:
         every = self.config.eval_every
@@ -283,7 +499,8 @@ class Trainer:
 
     def _append(self, row: dict) -> None:
         self.history.append(row)
-        append_history(self.run_dir, row)
+        if self.world.is_main:
+            append_history(self.run_dir, row)
 
     def _train_epoch(self, progress: bool, stop: StopSignals, max_steps: int | None) -> bool:
         """Train the rest of the epoch; False if a stop signal or max_steps cut it short."""
@@ -299,7 +516,7 @@ class Trainer:
         started = time.perf_counter()
         with bar:
             for real_images in self._batches():
-                if stop.received or self.step == max_steps:
+                if self.world.any(stop.received) or self.step == max_steps:
                     return False
                 self.window.append(self._train_batch(real_images))
                 bar.update()
@@ -312,29 +529,32 @@ class Trainer:
                 every = config.checkpoint_every
                 if every and self.step % every == 0 and self.batch_in_epoch < self.steps_per_epoch:
                     self.save_checkpoint()
-        return not (stop.received or self.step == max_steps)
+        return not (self.world.any(stop.received) or self.step == max_steps)
 
     def _train_batch(self, real_images: torch.Tensor) -> dict[str, torch.Tensor]:
         """One step on one batch with the run's next z; its stats stay on the device."""
         config = self.config
-        z = torch.randn(config.batch_size, config.z_size, generator=self.z_rng)
-        stats = train_step(
-            self.d_forward,
-            self.g_forward,
-            self.d_optimizer,
-            self.g_optimizer,
-            real_images,
-            z.to(self.device),
-            smooth=config.smooth,
-            amp_dtype=self.amp_dtype,
-            loss=config.loss,
-            gp_weight=config.gp_weight,
-        )
+        z = self.world.share(torch.randn(config.batch_size, config.z_size, generator=self.z_rng))
+        networks = (self.d_forward, self.g_forward, self.d_optimizer, self.g_optimizer)
+        if self.given_step is None:
+            stats = train_step(
+                *networks,
+                real_images,
+                z.to(self.device),
+                smooth=config.smooth,
+                amp_dtype=self.amp_dtype,
+                loss=config.loss,
+                gp_weight=config.gp_weight,
+            )
+        else:
+            step_stats = self.given_step(*networks, real_images, z.to(self.device))
+            stats = given_stats(step_stats, self.device)
+        self.world.sync_buffers(self.generator, self.discriminator)
         if self.ema:
             self.ema.update(self.generator, self.step)
         self.step += 1
         self.batch_in_epoch += 1
-        return stats
+        return self.world.mean(stats)
 
     def train_steps(self, count: int) -> list[dict[str, float]]:
         """Train `count` steps as fit() does, but write nothing; returns each step's stats.
@@ -362,12 +582,12 @@ class Trainer:
         size = self.config.batch_size
         order = epoch_order(len(self.images), self.config.seed, self.epoch)
         for b in range(self.batch_in_epoch, self.steps_per_epoch):
-            index = order[b * size : (b + 1) * size].to(self.device)
+            index = self.world.share(order[b * size : (b + 1) * size]).to(self.device)
             batch = to_float(self.images[index])
             if self.config.flip:
                 # Drawn from z_rng, whose state the checkpoint keeps: a resume flips the same.
-                mirror = torch.rand(size, generator=self.z_rng) < 0.5
-                mirror = mirror.to(self.device).view(size, 1, 1, 1)
+                mirror = self.world.share(torch.rand(size, generator=self.z_rng) < 0.5)
+                mirror = mirror.to(self.device).view(-1, 1, 1, 1)
                 batch = torch.where(mirror, batch.flip(3), batch)
             yield batch.contiguous(memory_format=self.memory_format)
 

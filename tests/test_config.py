@@ -16,11 +16,9 @@ from facegan.report import NOTEBOOK
 # notebook parameter is the field's default.
 REPORT_CHOICES = {
     "epochs": 8,
-    "batch_size": 64,
     "conv_dim": 32,
     "out": "runs/notebook",
     "eval_every": 2,
-    "eval_n": 512,
 }
 
 
@@ -103,7 +101,11 @@ def test_every_setting_is_a_train_flag_with_the_same_default():
     for setting in fields(TrainConfig):
         assert setting.name in flags, f"--{setting.name.replace('_', '-')} is missing"
         assert flags[setting.name] == setting.default, setting.name
-    assert set(flags) - {s.name for s in fields(TrainConfig)} == {"resume", "no_progress"}
+    assert set(flags) - {s.name for s in fields(TrainConfig)} == {
+        "resume",
+        "allow_changes",
+        "no_progress",
+    }
 
 
 def test_every_setting_is_a_notebook_parameter_with_the_same_default():

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from faults import bomb_png, make_zip, png
 from PIL import Image
 
 from facegan import data, synthfaces
@@ -23,6 +22,7 @@ from facegan.data import (
     scale,
 )
 from facegan.errors import ConfigError, DataError
+from tests.support.faults import bomb_png, make_zip, png
 
 RED, GREEN, BLUE = (220, 30, 30), (30, 200, 40), (20, 40, 210)
 

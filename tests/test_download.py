@@ -247,6 +247,14 @@ def test_too_few_images_are_refused(tmp_path):
         check_archive(tmp_path / "processed-celeba-small.zip", source, progress=False)
 
 
+def test_a_download_with_too_few_images_reads_as_one_sentence_per_reason(server, tmp_path):
+    server.routes["/processed-celeba-small.zip"] = serve(GOOD_ZIP)
+    source = course(server.url("/processed-celeba-small.zip"), min_images=len(COLOURS) + 1)
+    with pytest.raises(DataError, match="at least") as caught:
+        download_celeba(tmp_path / "data", (source,), progress=False)
+    assert ".." not in str(caught.value)
+
+
 def test_a_quota_page_is_refused_and_the_next_source_is_tried(server, tmp_path):
     server.routes["/processed-celeba-small.zip"] = page(QUOTA_PAGE)
     server.routes["/img_align_celeba.zip"] = serve(ALIGNED_ZIP)

@@ -12,7 +12,9 @@ import torch
 from PIL import Image, ImageFilter
 
 from facegan import faceid
+from facegan.dlibweights import FaceModelUnavailable
 from facegan.errors import ConfigError
+from facegan.images import IMAGE_SIZES
 from facegan.synthfaces import render_faces
 
 CELEBA_ENV = "FACEGAN_CELEBA_DEV"
@@ -105,7 +107,7 @@ def test_converted_weights_are_cached_by_the_model_files_hash(facegan_cache):
 
 @needs_model
 def test_every_image_size_gives_one_descriptor_per_face():
-    for size in faceid.IMAGE_SIZES:
+    for size in IMAGE_SIZES:
         images, _ = render_faces(2, image_size=size, seed=0)
         descriptors = faceid.default_extractor()(images)
         assert descriptors.shape == (2, faceid.DESCRIPTOR_SIZE)
@@ -231,7 +233,7 @@ def test_a_missing_model_package_is_named_and_nothing_is_written(tmp_path, monke
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     images, _ = render_faces(8, image_size=16, seed=0)
-    with pytest.raises(faceid.FaceModelUnavailable) as error:
+    with pytest.raises(FaceModelUnavailable) as error:
         faceid.face_metrics(images, "faces", images, n=8)
     message = str(error.value)
     assert "pip install face-recognition-models==0.3.0" in message
@@ -258,5 +260,7 @@ def test_too_few_images_say_how_many_are_needed_and_write_nothing(
 def test_images_must_be_uint8_square_rgb_at_a_supported_size():
     with pytest.raises(ConfigError, match="uint8"):
         faceid.face_metrics(np.zeros((8, 16, 16, 3), np.float32), "faces", standin, n=8)
-    with pytest.raises(ConfigError, match="S one of"):
+    with pytest.raises(ConfigError, match="looks like NCHW"):
         faceid.face_metrics(np.zeros((8, 3, 16, 16), np.uint8), "faces", standin, n=8)
+    with pytest.raises(ConfigError, match="power of two"):
+        faceid.face_metrics(np.zeros((8, 24, 24, 3), np.uint8), "faces", standin, n=8)

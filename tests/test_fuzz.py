@@ -3,8 +3,15 @@
 benchmarks/reliability.py runs the same checks with thousands of examples.
 """
 
-from faults import check_decode, check_load_folder, folders, mutated_images, random_bytes
 from hypothesis import given, settings
+
+from tests.support.faults import (
+    check_decode,
+    check_load_folder,
+    folders,
+    mutated_images,
+    random_bytes,
+)
 
 # Explicit and derandomized so that CI is fast and repeatable; no example database on disk.
 FAST = settings(max_examples=150, deadline=None, database=None, derandomize=True)

@@ -1,25 +1,21 @@
 """benchmarks/quality.py: its ranking and choice, and a tiny end-to-end run."""
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
+import benchmarks.quality
+from benchmarks.record import RESULTS
+from facegan.config import RECIPES, TrainConfig
+from facegan.data import load_faces
+from facegan.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
 def quality():
-    # On sys.path, not loaded from its file alone: the study's worker processes are spawned
-    # and import the module by name to find run_variant.
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        yield importlib.import_module("quality")
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-        sys.modules.pop("quality", None)
+    # Imported by its package name: the study's spawned workers import it so to find
+    # run_variant.
+    return benchmarks.quality
 
 
 def result(data: str, variant: str, **metrics) -> dict:
@@ -55,3 +51,48 @@ def test_a_tiny_study_runs_end_to_end_and_records_its_settings(quality, tmp_path
     (run,) = saved["results"]
     assert run["steps"] >= 1 and run["metrics"]["n"] == 64
     assert "attribute_kl" in run["metrics"] and saved["settings"]["budget_core_seconds"] == 1
+
+
+def test_real_faces_are_ranked_by_the_face_distance(quality):
+    results = [
+        result("real.zip", "ema", face_distance=0.02, faces_found_ratio=0.99),
+        result("real.zip", "ema-b32", face_distance=0.015, faces_found_ratio=0.98),
+    ]
+    ranking = quality.rank(results)["real.zip"]
+    assert ranking["metric"] == "face_distance" and not ranking["higher_is_better"]
+    assert ranking["ranks"] == {"ema-b32": 1, "ema": 2}
+
+
+def test_real_data_trains_with_the_recipe_the_real_face_study_chose(quality):
+    summary = json.loads((RESULTS / "quality-celeba-summary.json").read_text())
+    chosen = summary["choice"]["settings"]
+    assert RECIPES["real"].items() <= chosen.items()
+    assert TrainConfig(data="faces.zip").batch_size == chosen["batch_size"]
+    assert TrainConfig().batch_size == quality.BASE["batch_size"]  # the built-in faces keep theirs
+    assert TrainConfig(data="faces.zip", batch_size=48).batch_size == 48
+
+
+def test_recorded_runs_keep_their_evaluations_best_checkpoint_and_grid(quality, tmp_path):
+    faces = load_faces("synthetic", 16, n_images=64, progress=False)
+    scores = iter([0.3, 0.1])
+
+    class Scripted:
+        metrics = ("faceid",)
+
+        def __call__(self, generated):
+            return {"n": len(generated), "face_distance": next(scores), "main_metric": "x"}
+
+    config = TrainConfig(
+        image_size=16, epochs=2, batch_size=16, z_size=8, conv_dim=4, n_samples=4,
+        eval_every=1, eval_n=8, out=str(tmp_path / "run"),
+    )  # fmt: skip
+    Trainer(config, faces, evaluator=Scripted()).fit(progress=False)
+    grid, out = tmp_path / "grid.png", tmp_path / "runs.json"
+    command = ["--record", "report", config.out, "python -m facegan train ..."]
+    quality.main([*command, "--grid", str(grid), "--out", str(out)])
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["label"] == "report" and run["run_command"] == "python -m facegan train ..."
+    assert [row["face_distance"] for row in run["evaluations"]] == [0.3, 0.1]
+    assert run["best"]["epoch"] == 2 == run["final"]["epoch"]
+    assert run["settings"]["batch_size"] == 16 and run["steps"] == 8
+    assert grid.read_bytes() == (tmp_path / "run" / "samples" / "epoch_002.png").read_bytes()

@@ -17,7 +17,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from faults import (
+from PIL import Image
+
+import facegan.trainer as trainer_module
+from facegan.checkpoint import generator_from_checkpoint, load_checkpoint
+from facegan.config import TrainConfig
+from facegan.data import load_faces
+from facegan.errors import CheckpointError
+from facegan.step import train_step
+from facegan.trainer import Trainer
+from tests.support.faults import (
     BAD_INPUTS,
     Reference,
     TinyRun,
@@ -42,16 +51,7 @@ from faults import (
     write,
     write_malicious_checkpoint,
 )
-from launcher import Launcher
-from PIL import Image
-
-import facegan.trainer as trainer_module
-from facegan.checkpoint import generator_from_checkpoint, load_checkpoint
-from facegan.config import TrainConfig
-from facegan.data import load_faces
-from facegan.errors import CheckpointError
-from facegan.step import train_step
-from facegan.trainer import Trainer
+from tests.support.launcher import Launcher
 
 RUN = TinyRun(epochs=5, checkpoint_every=1)
 

@@ -18,7 +18,13 @@ from torch import nn
 
 import facegan.runtime as runtime
 import facegan.trainer as trainer_module
-from facegan.checkpoint import generator_from_checkpoint, load_checkpoint
+from facegan.checkpoint import (
+    RunInUseError,
+    RunLock,
+    generator_from_checkpoint,
+    load_checkpoint,
+    read_history,
+)
 from facegan.data import load_faces
 from facegan.errors import CheckpointError, ConfigError
 from facegan.models import Generator, sample_images
@@ -45,8 +51,12 @@ def restore_threads():
 
 
 def speed_config(out, **changes):
-    """The shared tiny settings, for one epoch on the CPU."""
-    return tiny_config(out, **({"epochs": 1, "device": "cpu"} | changes))
+    """The shared tiny settings, for one epoch on the CPU in fp32.
+
+    fp32, not auto: on a CPU with bf16 instructions auto is bf16, whose rounding would hide
+    a speed option that changed the maths within these tests' fp32 tolerances.
+    """
+    return tiny_config(out, **({"epochs": 1, "device": "cpu", "precision": "fp32"} | changes))
 
 
 def without_timing(history: list[dict]) -> list[dict]:
@@ -159,15 +169,66 @@ def test_a_finished_run_is_not_overwritten_without_resume(faces, tmp_path):
 
 def test_resume_with_another_architecture_names_what_differs(faces, tmp_path):
     Trainer(tiny_config(tmp_path, epochs=1), faces).fit(progress=False)
-    with pytest.raises(CheckpointError, match="conv_dim: checkpoint 4, now 8"):
+    with pytest.raises(CheckpointError, match="conv_dim: 4 -> 8 \\(fixed by the checkpoint\\)"):
         Trainer(tiny_config(tmp_path, conv_dim=8), faces).resume()
 
 
 def test_resume_with_another_image_size_names_what_differs(faces, tmp_path):
     Trainer(tiny_config(tmp_path, epochs=1), faces).fit(progress=False)
     larger = load_faces("synthetic", 32, n_images=32, progress=False)
-    with pytest.raises(CheckpointError, match="image_size: checkpoint 16, now 32"):
+    with pytest.raises(CheckpointError, match="image_size: 16 -> 32 \\(fixed by the checkpoint\\)"):
         Trainer(tiny_config(tmp_path, image_size=32), larger).resume()
+
+
+def test_resume_with_other_settings_stops_unless_allowed_and_then_records_them(faces, tmp_path):
+    Trainer(tiny_config(tmp_path, epochs=1), faces).fit(progress=False)
+    before = {name: (tmp_path / name).read_bytes() for name in ("config.json", "history.jsonl")}
+    changed = tiny_config(tmp_path, epochs=2, lr=1e-3, beta1=0.3, flip=True)
+    with pytest.raises(CheckpointError) as refused:
+        Trainer(changed, faces).resume()
+    assert str(refused.value).splitlines()[1:4] == [
+        "  lr: 0.0002 -> 0.001",
+        "  beta1: 0.5 -> 0.3",
+        "  flip: False -> True",
+    ]
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    assert not (tmp_path / ".lock").exists()  # a refused resume lets go of the folder
+
+    resumed = Trainer(changed, faces)
+    resumed.resume(allow_changes=True)
+    for optimizer in (resumed.g_optimizer, resumed.d_optimizer):
+        assert [(g["lr"], g["betas"]) for g in optimizer.param_groups] == [(1e-3, (0.3, 0.999))]
+    change = {"lr": [2e-4, 1e-3], "beta1": [0.5, 0.3], "flip": [False, True]}
+    assert read_history(tmp_path)[-1] == {
+        "kind": "change", "epoch": 1, "step": resumed.step, "changes": change,
+    }  # fmt: skip
+    recorded = json.loads((tmp_path / "config.json").read_text())
+    assert (recorded["lr"], recorded["epochs"], recorded["flip"]) == (1e-3, 2, True)
+    resumed.fit(progress=False)
+    assert [row["kind"] for row in resumed.history].count("change") == 1
+    assert load_checkpoint(resumed.checkpoint_path)["config"]["lr"] == 1e-3
+
+
+def test_a_new_batch_size_mid_epoch_goes_on_from_the_first_image_not_trained_on(faces, tmp_path):
+    first = Trainer(tiny_config(tmp_path, epochs=1, batch_size=8), faces)
+    first.fit(progress=False, max_steps=4)  # 32 images into the epoch
+    larger = Trainer(tiny_config(tmp_path, epochs=1, batch_size=16), faces)
+    larger.resume(allow_changes=True)
+    assert (larger.epoch, larger.batch_in_epoch, larger.step) == (0, 2, 4)
+
+
+def test_a_run_folder_in_use_is_refused_before_anything_is_written(faces, tmp_path):
+    holder = RunLock(tmp_path)
+    holder.acquire()
+    try:
+        refused = rf"in use by another run \(process {os.getpid()}\)"
+        with pytest.raises(RunInUseError, match=refused):
+            Trainer(tiny_config(tmp_path, epochs=1), faces).fit(progress=False)
+        assert [path.name for path in tmp_path.iterdir()] == [".lock"]
+    finally:
+        holder.release()
+    Trainer(tiny_config(tmp_path, epochs=1), faces).fit(progress=False)
+    assert not (tmp_path / ".lock").exists()
 
 
 def test_checkpoint_every_also_saves_mid_epoch(faces, tmp_path, monkeypatch):

@@ -1,39 +1,31 @@
-"""Benchmark the coverage metric: classifier training time and accuracy, and what it scores.
+"""Benchmark attribute coverage: classifier training time and accuracy, and what it scores.
 
 Run from the repository root:
 
-    python benchmarks/coverage.py [--sizes 16 32 64] [--n 1000]
+    python -m benchmarks.attributes [--sizes 16 32 64] [--n 1000]
 
 Trains the default attribute classifier from scratch for each size on one core (one torch
 thread, in an empty temporary cache), then scores real renders and five broken generators at
-the first size. Writes benchmarks/results/coverage.json (hardware, versions, timings, figures).
+the first size. Writes benchmarks/results/attributes.json (hardware, versions, timings, figures).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import sys
 import tempfile
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks.machine import cpu_model, pin_to_one_core
+from benchmarks.record import REPO, RESULTS, write_results
+from facegan import attributes as coverage
+from facegan.synthfaces import RENDERER_VERSION, render_faces
 
-from machine import cpu_model, pin_to_one_core  # noqa: E402
-
-from facegan import attributes as coverage  # noqa: E402
-from facegan.synthfaces import RENDERER_VERSION, render_faces  # noqa: E402
-
-RESULTS = REPO / "benchmarks" / "results" / "coverage.json"
 GENERATOR_SEED = 9  # the "generated" faces: a seed no classifier or reference set uses
 
 
@@ -48,7 +40,6 @@ def main() -> None:
         scores = score_generators(trained[size][0], size, args.n)
 
     result = {
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "classifier_version": coverage.CLASSIFIER_VERSION,
         "renderer_version": RENDERER_VERSION,
         "hardware": {"cpu": cpu_model(), "cores": os.cpu_count(), "pinned_core": pinned},
@@ -67,10 +58,10 @@ def main() -> None:
         "classifiers": {f"{size}px": record for size, (_, record) in trained.items()},
         "scores": {"image_size": size, "n": args.n, "generators": scores},
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    out = RESULTS / "attributes.json"
+    write_results(out, result)
     print_tables(result)
-    print(f"wrote {RESULTS.relative_to(REPO)}")
+    print(f"wrote {out.relative_to(REPO)}")
 
 
 def parse_args() -> argparse.Namespace:

@@ -19,7 +19,7 @@ import time
 import traceback
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def program_env() -> dict[str, str]:
@@ -47,9 +47,9 @@ class Launcher:
         self._logs = tempfile.TemporaryDirectory(prefix="facegan-launches-")
         self._launches = 0
         self._server = subprocess.Popen(
-            [sys.executable, "-c", "import launcher; launcher.serve()"],
+            [sys.executable, "-c", "from tests.support import launcher; launcher.serve()"],
             cwd=REPO,
-            env=program_env() | {"PYTHONPATH": str(Path(__file__).parent)},
+            env=program_env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from hypothesis import strategies as st
-from launcher import ForkedProcess, Launcher, program
 from PIL import Image
 
 from facegan.__main__ import main
 from facegan.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, read_history
 from facegan.data import IMAGE_EXTENSIONS, UnreadableImagesWarning, decode_image, load_faces
 from facegan.errors import CheckpointError, DataError
+from tests.support.launcher import ForkedProcess, Launcher, program
 
 # A run of a few seconds on 2 cores, most of it starting Python and torch. log_every 1 puts
 # every finished step in history.jsonl, which is how a kill's lost steps are counted.
@@ -341,12 +341,16 @@ class Refusal:
     def problems(self) -> list[str]:
         """What was wrong with the refusal: nothing, if it was right."""
         lines = [line for line in self.stderr.splitlines() if line.strip()]
-        last = lines[-1] if lines else ""
+        # The error is the last "error: " line and what follows it: one line, or a message
+        # that lists several settings on lines of their own.
+        starts = [i for i, line in enumerate(lines) if "error: " in line]
+        error = "\n".join(lines[starts[-1] :]) if starts else ""
         problems = [f"exit code {self.exit_code}, not 2"] if self.exit_code != 2 else []
         if "Traceback" in self.stderr:
             problems.append("a traceback on stderr")
-        if "error: " not in last or self.case.message not in last:
-            problems.append(f"the error line {last!r} lacks {self.case.message!r}")
+        if not error or self.case.message not in error:
+            last = lines[-1] if lines else ""
+            problems.append(f"the error {error or last!r} lacks {self.case.message!r}")
         return problems + [f"{name} was touched" for name in self.touched]
 
 
