@@ -554,6 +554,18 @@ def memory(sources: Sources) -> str:
     return table(["what", "memory"], rows, right=[1])
 
 
+@generated("distributed")
+def distributed(sources: Sources) -> str:
+    """Plain training against torchrun with one and two processes, one thread each."""
+    run = sources["distributed"]
+    speedup = run["speedup_over_plain"]
+    rows = [
+        (setup, speed(images_per_s), times(speedup.get(setup, 1.0)))
+        for setup, images_per_s in run["images_per_s"].items()
+    ]
+    return table(["setup", "images/s", "vs plain"], rows, right=[1, 2])
+
+
 @generated("reliability")
 def reliability(sources: Sources) -> str:
     run = sources["reliability"]
