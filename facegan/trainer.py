@@ -22,11 +22,9 @@ from __future__ import annotations
 import json
 import math
 import random
-import signal
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
@@ -68,7 +66,8 @@ from facegan.evaluate import (
     training_metrics,
 )
 from facegan.images import save_grid, to_float
-from facegan.models import Discriminator, build_models, sample_images
+from facegan.learner import StepFunction, check_given_parts, given_stats, take_flat_z
+from facegan.models import build_models, sample_images
 from facegan.runtime import (
     check_compiler,
     precision_name,
@@ -78,12 +77,9 @@ from facegan.runtime import (
     resolve_threads,
     resumed_precision,
 )
-from facegan.step import STEP_STATS, make_optimizers, train_step
+from facegan.signals import StopSignals
+from facegan.step import make_optimizers, train_step
 
-# The z a generator takes: flat (N, z_size), or (N, z_size, 1, 1) for one that starts with a
-# transposed convolution. Every z is drawn flat; a "4d" generator is taught to take that too.
-Z_SHAPES = ("flat", "4d")
-StepFunction = Callable[..., dict]
 # facegan's own step, which a notebook may also pass explicitly (the solution notebook does).
 RECIPE_STEP = train_step
 
@@ -101,74 +97,6 @@ def image_tensor(images: np.ndarray) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "The given NumPy array is not writable")
         return torch.from_numpy(images)
-
-
-def check_given_parts(
-    config: TrainConfig,
-    *,
-    discriminator: nn.Module | None,
-    networks_given: bool,
-    optimizers_given: tuple[bool, bool],
-    own_step: bool,
-    z_shape: str,
-) -> None:
-    """Raise ConfigError where given networks, optimizers or step cannot honour the config.
-
-    Optimizers come in a pair, over given networks. The recipe's loss, smoothing and
-    precision are options of facegan's own step, and its d_norm one of facegan's own
-    Discriminator: a learner's step and networks run as written.
-    """
-    if z_shape not in Z_SHAPES:
-        raise ConfigError(f"z_shape {z_shape!r} is unknown: choose one of {Z_SHAPES}.")
-    if any(optimizers_given) and not (all(optimizers_given) and networks_given):
-        raise ConfigError(
-            "given optimizers must come as a pair, over given networks: pass d_optimizer and "
-            "g_optimizer together with the discriminator and generator whose parameters they hold."
-        )
-    ignored = []
-    if not own_step:
-        ignored += [f"loss {config.loss!r}"] if config.loss != "bce" else []
-        ignored += ["smooth"] if config.smooth else []
-        ignored += [f"precision {config.precision!r}"] if config.precision == "bf16" else []
-    if discriminator is not None:
-        norm = discriminator.norm if isinstance(discriminator, Discriminator) else "batch"
-        ignored += [f"d_norm {config.d_norm!r}"] if norm != config.d_norm else []
-    if ignored:
-        raise ConfigError(
-            f"{', '.join(ignored)}: the given networks or train_step do not apply it (a "
-            "learner's are written for bce in fp32, with BatchNorm in D). Leave these settings "
-            "at their defaults, or train with facegan's own networks and step."
-        )
-
-
-def take_flat_z(generator: nn.Module, z_size: int) -> None:
-    """Let a generator that takes z as (N, z_size, 1, 1) take flat z (N, z_size) as well.
-
-    Training, the sample grids, evaluation and the notebook's pictures all draw z flat, as
-    facegan's own Generator takes it; a forward pre-hook reshapes it on the way in. The
-    samplers read z_size from the generator, which it gets where it has none.
-    """
-    generator.register_forward_pre_hook(_flat_z_as_4d)
-    if not hasattr(generator, "z_size"):
-        generator.z_size = z_size
-
-
-def _flat_z_as_4d(_generator: nn.Module, inputs: tuple) -> tuple:
-    z, *others = inputs
-    return (z[:, :, None, None] if z.dim() == 2 else z, *others)
-
-
-def given_stats(stats: object, device: torch.device) -> dict[str, torch.Tensor]:
-    """A given step's result as STEP_STATS tensors on device; floats (from .item()) too."""
-    if not isinstance(stats, dict) or not set(STEP_STATS) <= stats.keys():
-        got = sorted(stats) if isinstance(stats, dict) else type(stats).__name__
-        raise ConfigError(
-            f"the given train_step returned {got}; expected a dict with keys {STEP_STATS}. "
-            "Check it with problem_unittests.test_training_step."
-        )
-    return {
-        name: torch.as_tensor(stats[name], device=device).detach().float() for name in STEP_STATS
-    }
 
 
 class Trainer:
@@ -610,33 +538,3 @@ class Trainer:
         }
         self._append(row)
         return row
-
-
-class StopSignals:
-    """While active, SIGINT and SIGTERM only set `received`; the loop stops between steps.
-
-    Stopping between steps, never inside one, is what makes the saved state exact. A second
-    Ctrl-C interrupts at once. Outside the main thread signals cannot be caught, so this
-    does nothing there.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.received: str | None = None
-        self._previous: dict[int, object] = {}
-
-    def _handle(self, number: int, _frame: object) -> None:
-        if self.received and number == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.received = signal.Signals(number).name
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for number in self.SIGNALS:
-                self._previous[number] = signal.signal(number, self._handle)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        for number, handler in self._previous.items():
-            signal.signal(number, handler)
