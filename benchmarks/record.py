@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.machine import cpu_model
+from benchmarks.machine import cpu_features, cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -65,14 +65,19 @@ def _main_module() -> str | None:
 
 
 def machine() -> dict[str, Any]:
-    """CPU model name, core count and GPU name (None without one)."""
+    """CPU model name, its named instruction sets, core count and GPU name (None without one)."""
     if torch.cuda.is_available():
         gpu = torch.cuda.get_device_name(0)
     elif torch.backends.mps.is_available():
         gpu = "Apple MPS"
     else:
         gpu = None
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": gpu}
+    return {
+        "cpu": cpu_model(),
+        "cpu_features": cpu_features(),
+        "cores": os.cpu_count(),
+        "gpu": gpu,
+    }
 
 
 def git_commit(folder: Path) -> str | None:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import docs, record
+from benchmarks import docs, machine, record
+from facegan.runtime import CpuInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -69,6 +70,33 @@ def test_each_table_names_its_command_commit_machine_and_torch(project):
         "- [freeze.json](benchmarks/results/freeze.json): command `python benchmarks/freeze.py`; "
         "commit 403f503; AMD EPYC, 2 cores, no GPU; torch 2.14.1+cu130;" in text
     )
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        ({"avx2", "fma"}, ["AVX2"]),
+        ({"avx2", "avx512f", "avx512_bf16"}, ["AVX2", "AVX-512", "AVX512-BF16"]),
+        ({"avx2", "avx512f", "amx_tile", "amx_bf16"}, ["AVX2", "AVX-512", "AMX"]),
+        (set(), []),
+    ],
+)
+def test_a_results_file_records_the_instruction_sets_that_decide_the_defaults(
+    monkeypatch, flags, named
+):
+    monkeypatch.setattr(machine, "cpu_info", lambda: CpuInfo("Some CPU", frozenset(flags)))
+    recorded = record.machine()
+    assert (recorded["cpu"], recorded["cpu_features"]) == ("Some CPU", named)
+
+
+def test_the_cpu_features_a_results_file_records_are_named_beside_the_cpu(project):
+    path = project / "benchmarks" / "results" / "freeze.json"
+    found = json.loads(path.read_text())
+    found["machine"]["cpu_features"] = ["AVX2", "AVX-512", "AVX512-BF16"]
+    path.write_text(json.dumps(found))
+    docs.regenerate(project)
+    text = (project / "README.md").read_text()
+    assert "commit 403f503; AMD EPYC (AVX2, AVX-512, AVX512-BF16), 2 cores, no GPU;" in text
 
 
 def test_what_a_results_file_does_not_record_is_printed_as_not_recorded(project):
@@ -143,7 +171,7 @@ def test_a_results_file_opens_with_what_produced_it(tmp_path):
     assert found == written
     assert list(found)[:5] == ["command", "machine", "torch", "commit", "timestamp"]
     assert found["images_per_s"] == 12.5
-    assert set(found["machine"]) == {"cpu", "cores", "gpu"}
+    assert set(found["machine"]) == {"cpu", "cpu_features", "cores", "gpu"}
     assert found["torch"] == record.torch.__version__
 
 

@@ -1,0 +1,110 @@
+"""README.md's regions: the captions under the face grids, and the headline figures."""
+
+from __future__ import annotations
+
+from benchmarks.docs.formats import against, duration, number, pixels, speed, table, times
+from benchmarks.docs.metrics import CELEBA_REPORT, celeba_report_rows, celeba_run
+from benchmarks.docs.registry import generated
+from benchmarks.docs.sources import Sources
+
+
+@generated("report-caption", list_sources=False)
+def report_caption(sources: Sources) -> str:
+    report = sources["report"]
+    s, assets = report["settings"], report["assets"]
+    return (
+        f"*Faces drawn by the generator at the end of the default `{report['command']}` run: "
+        f"built-in faces at {pixels(s['image_size'])}, {s['epochs']} epochs of "
+        f"{s['n_images']:,} faces at batch {s['batch_size']}, `conv_dim` {s['conv_dim']}, "
+        f"EMA {s['ema']}; drawn at commit {assets['drawn_at_commit']}, and drawn again byte for "
+        f"byte at commit {assets['drawn_again_byte_for_byte_at_commit']} "
+        f"({sources.link('report')}).*"
+    )
+
+
+@generated("celeba-dev-caption", list_sources=False)
+def celeba_dev_caption(sources: Sources) -> str:
+    run = celeba_run(sources, "real-data recipe")
+    s, m, assets = run["settings"], run["final"], sources[CELEBA_REPORT]["assets"]
+    return (
+        f"*Faces drawn after {s['epochs']} epochs ({run['steps']:,} steps) on the 10,000 faces "
+        f"of the CelebA development set at {pixels(s['image_size'])}, with the real-data "
+        f"recipe (batch {s['batch_size']}), by `{run['run_command']}` on commit "
+        f"{assets['drawn_at_commit']}: face distance {number(m['face_distance'], 4)} against "
+        f"a real floor of {number(m['face_distance_real'], 4)} "
+        f"({sources.link(CELEBA_REPORT)}).*"
+    )
+
+
+@generated("headline")
+def headline(sources: Sources) -> str:
+    report, tests = sources["report"], sources["make-test"]
+    m = report["metrics"]
+    rows = [
+        (
+            "`make report` on a fresh clone, all in",
+            duration(report["seconds"]["make_report"]["value"]),
+            "report",
+        ),
+        (
+            "default report: faces found by a face detector, generated / real",
+            against(m["face_rate_ratio"], m["face_rate_ratio_goal"]),
+            "report",
+        ),
+        (
+            "default report: kinds of built-in face drawn, generated / real",
+            against(m["mode_coverage"], m["mode_coverage_goal"]),
+            "report",
+        ),
+        ("FID, KID", f"not measured: {m['fid_unavailable']}", "report"),
+        (
+            "`make test` on a fresh clone, all in",
+            f"{duration(tests['seconds']['make_test'])} ({tests['tests']} tests)",
+            "make-test",
+        ),
+    ]
+    for size in sources["throughput"]["sizes"]:
+        per_s = size["images_per_s"]
+        rows.append(
+            (
+                f"training speed, {pixels(size['image_size'])}: "
+                "facegan / the PyTorch DCGAN example",
+                f"{speed(per_s['median_b'])} / {speed(per_s['median_a'])} images/s "
+                f"({times(size['ratio_b_over_a']['median'])})",
+                "throughput",
+            )
+        )
+    for job in sources["endtoend"]["jobs"]:
+        rows.append(
+            (
+                f"whole run, {pixels(job['image_size'])}, {job['images']:,} JPEGs x "
+                f"{job['epochs']} epochs, start to exit: the example / facegan",
+                f"{duration(job['seconds']['a'])} / {duration(job['seconds']['b'])} "
+                f"({times(job['ratio_b_over_a'])})",
+                "endtoend",
+            )
+        )
+    gpu, faults = sources["gpu-training"], sources["reliability"]
+    per_s, kills, bad = gpu["images_per_s"], faults["kills"], faults["bad_inputs"]
+    rows += [
+        (
+            f"training speed on a GPU, {pixels(gpu['settings']['image_size'])}",
+            f"{speed(per_s['low'])} to {speed(per_s['high'])} images/s",
+            "gpu-training",
+        ),
+        (
+            "runs killed at random and resumed that ended bitwise equal to an unbroken run",
+            f"{kills['runs_matching']} of {kills['runs_finished']}",
+            "reliability",
+        ),
+        (
+            "bad inputs refused with one clear line and no traceback",
+            f"{bad['refused_correctly']} of {bad['cases']}",
+            "reliability",
+        ),
+    ]
+    rows += [(what, figure, CELEBA_REPORT) for what, figure in celeba_report_rows(sources)]
+    return table(
+        ["what", "figure", "source"],
+        [(what, figure, sources.link(name)) for what, figure, name in rows],
+    )
