@@ -137,8 +137,12 @@ def run_train(args: argparse.Namespace) -> None:
     )
     if args.allow_changes and not args.resume:
         raise ConfigError("--allow-changes only applies to a resume: add --resume, or drop it.")
+    config.validate()  # before any data is decoded
+    dataset = load_faces(
+        config.data, config.image_size, config.n_images, config.seed, progress=not args.no_progress
+    )
     try:
-        trainer = Trainer(config)
+        trainer = Trainer(config, dataset)
         if args.resume:
             trainer.resume(allow_changes=args.allow_changes)
         last = last_training_row(trainer.fit(progress=not args.no_progress))

@@ -124,6 +124,17 @@ class Evaluator:
         result["main_metric"] = main_metric(result)[0]
         return result
 
+    def check_size(self, generated: int) -> None:
+        """Raise ConfigError now if an evaluation of `generated` faces could not be measured.
+
+        A run checks before training, so a too-small eval_n is refused in seconds rather than
+        at its first evaluation.
+        """
+        if "faceid" in self.metrics and not self.synthetic:
+            from facegan import faceid
+
+            faceid.evaluation_n(generated, len(self.real))
+
     def _faces_found(self, generated: np.ndarray) -> dict:
         if self._real_faces_found is None:
             self._real_faces_found = faces_found(self.real[: len(generated)])

@@ -216,6 +216,9 @@ class Trainer:
         self.history: list[dict] = []
         self.window: list[dict[str, torch.Tensor]] = []  # step stats not yet logged
         self.evaluator = evaluator
+        if config.eval_every and evaluator is None:  # refused before training if unmeasurable
+            self.evaluator = self._default_evaluator()
+            self.evaluator.check_size(config.eval_n)
 
     @property
     def best_path(self) -> Path:
@@ -411,19 +414,23 @@ class Trainer:
         """Score eval_n faces of the EMA generator; the row joins the history."""
         config = self.config
         if self.evaluator is None:
-            self.evaluator = Evaluator(
-                np.asarray(self.dataset.images[: config.eval_n]),
-                synthetic=self.dataset.attributes is not None,
-                reference_key=self.dataset.key,
-                metrics=training_metrics(self.device),
-                progress=progress,
-            )
+            self.evaluator = self._default_evaluator()
+        self.evaluator.progress = progress
         faces = draw_faces(self.ema_generator, config.eval_n, config.seed + EVAL_SEED_OFFSET)
         row = {"kind": "eval", "epoch": self.epoch, "step": self.step, **self.evaluator(faces)}
         if "fid" not in self.evaluator.metrics:
             row.setdefault("fid_unavailable", FID_SKIPPED)
         self._append(row)
         return row
+
+    def _default_evaluator(self) -> Evaluator:
+        """An Evaluator against the first eval_n faces of the training data."""
+        return Evaluator(
+            np.asarray(self.dataset.images[: self.config.eval_n]),
+            synthetic=self.dataset.attributes is not None,
+            reference_key=self.dataset.key,
+            metrics=training_metrics(self.device),
+        )
 
     def _append(self, row: dict) -> None:
         self.history.append(row)

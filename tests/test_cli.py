@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from facegan.__main__ import main
+from facegan.synthfaces import render_faces
 
 SIZE = 32  # the coverage classifier for 32 px is trained once per session and cached
 TINY = [
@@ -42,6 +43,35 @@ def test_a_run_that_ends_with_an_evaluation_reports_its_last_training_step(tmp_p
     args = ["train", *TINY, "--image-size", str(SIZE), "--epochs", "1", "--eval-every", "1"]
     assert main([*args, "--eval-n", "32", "--out", str(tmp_path / "run")]) == 0
     assert "step 4: d_loss" in capsys.readouterr().out
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    """A folder of 120 face images: real data to train on, decoded on first use."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    images, _ = render_faces(120, image_size=16, seed=0)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def test_no_progress_hides_the_decoding_bar_as_well_as_trainings(tmp_path, capsys, photo_folder):
+    args = ["train", *TINY, "--data", str(photo_folder), "--epochs", "1"]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "decoding images" not in err and "it/s" not in err
+
+
+def test_an_eval_n_too_small_for_the_face_measures_is_refused_before_training(
+    tmp_path, capsys, photo_folder
+):
+    run = tmp_path / "run"
+    args = ["train", *TINY, "--data", str(photo_folder), "--eval-every", "1", "--eval-n", "60"]
+    assert main([*args, "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "need at least 50 generated faces and 100 real ones" in err, err
+    assert not run.exists()  # refused before the run folder was made
 
 
 def test_resume_continues_a_run_to_more_epochs(tmp_path):
