@@ -27,25 +27,20 @@ The protocol is fixed and versioned (PROTOCOL_VERSION), as FID's is:
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facegan.data import cache_root, write_atomic
 from facegan.dlibweights import CACHE_FOLDER, EXTRACTOR_NAME, LEVELS, load_weights, model_path
 from facegan.errors import ConfigError
 from facegan.fid import frechet_distance
 from facegan.images import check_face_images, check_image_size
+from facegan.refcache import extractor_name, read_arrays, reference_meta, write_arrays
 
 # The protocol. Bump PROTOCOL_VERSION whenever a choice below changes: cached reference
 # descriptors are keyed on it, so old ones are not mixed with new.
@@ -252,33 +247,19 @@ def face_reference(
         _check_reference(images, image_size, n)
     if extractor is None:
         model_path()  # a missing model package is reported before any work
-    meta = {
-        "key": key,
-        "image_size": int(image_size),
-        "n": int(n),
-        "extractor": _extractor_name(extractor),
-        "protocol": PROTOCOL_VERSION,
-    }
-    path = _reference_path(meta)
-    cached = _read_reference(path, meta)
-    if cached is not None:
-        return cached
-    if callable(images):
-        images = images()
-        _check_reference(images, image_size, n)
-    descriptors = (extractor or default_extractor())(images[:n]).astype(np.float32)
-    path.parent.mkdir(exist_ok=True)
-    write_atomic(
-        path, lambda file: np.savez(file, meta=np.array(json.dumps(meta)), descriptors=descriptors)
+    name = EXTRACTOR_NAME if extractor is None else extractor_name(extractor)
+    meta = reference_meta(
+        key, image_size=image_size, n=n, extractor=name, protocol=PROTOCOL_VERSION
     )
-    return FaceReference(key, int(image_size), int(n), descriptors)
-
-
-def _extractor_name(extractor: Callable[[np.ndarray], np.ndarray] | None) -> str:
-    if extractor is None:
-        return EXTRACTOR_NAME
-    name = getattr(extractor, "name", None) or getattr(extractor, "__qualname__", None)
-    return str(name or type(extractor).__qualname__)
+    arrays = read_arrays(CACHE_FOLDER, meta, ("descriptors",))
+    if arrays is None or arrays["descriptors"].shape != (n, DESCRIPTOR_SIZE):
+        if callable(images):
+            images = images()
+            _check_reference(images, image_size, n)
+        descriptors = (extractor or default_extractor())(images[:n]).astype(np.float32)
+        arrays = {"descriptors": descriptors}
+        write_arrays(CACHE_FOLDER, meta, arrays)
+    return FaceReference(key, int(image_size), int(n), arrays["descriptors"])
 
 
 def _check_reference(images: np.ndarray, image_size: int, n: int) -> None:
@@ -289,28 +270,6 @@ def _check_reference(images: np.ndarray, image_size: int, n: int) -> None:
             "for; the protocol compares images at the training size."
         )
     _check_count(images, n, "reference")
-
-
-def _reference_path(meta: dict[str, object]) -> Path:
-    digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(meta["key"]))[:40]
-    return cache_root() / CACHE_FOLDER / f"{slug}-{meta['image_size']}px-n{meta['n']}-{digest}.npz"
-
-
-def _read_reference(path: Path, meta: dict[str, object]) -> FaceReference | None:
-    """The cached descriptors, or None when absent, unreadable or made under other settings."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as saved:
-            if json.loads(str(saved["meta"])) != meta:
-                return None
-            descriptors = saved["descriptors"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None  # a damaged cache file is recomputed and replaced
-    if descriptors.shape != (meta["n"], DESCRIPTOR_SIZE):
-        return None
-    return FaceReference(str(meta["key"]), int(meta["image_size"]), int(meta["n"]), descriptors)
 
 
 def compare_descriptors(real: np.ndarray, generated: np.ndarray) -> dict[str, float]:

@@ -25,24 +25,19 @@ metrics are reported as unavailable, with the reason and the file to place; neve
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 import warnings
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from scipy import linalg
 from tqdm.auto import tqdm
 
-from facegan.data import cache_root, write_atomic
 from facegan.errors import ConfigError, FaceGanError
 from facegan.images import check_face_images
 from facegan.inception import InceptionUnavailable, inception_extractor
+from facegan.refcache import extractor_name, read_arrays, reference_meta, write_arrays
 
 # The protocol. Bump PROTOCOL_VERSION whenever a choice below changes: cached reference
 # statistics are keyed on it, so old ones are not mixed with new.
@@ -94,11 +89,6 @@ class ReferenceStats:
 # Features and statistics ------------------------------------------------------------------
 
 
-def _extractor_name(extractor: FeatureExtractor) -> str:
-    name = getattr(extractor, "name", None) or getattr(extractor, "__qualname__", None)
-    return str(name or type(extractor).__qualname__)
-
-
 def _check_images(images: object, what: str, minimum: int = 2) -> None:
     check_face_images(images, what)
     if len(images) < minimum:
@@ -115,7 +105,7 @@ def image_features(
     _check_images(images, "images", minimum=1)
     chunks = []
     with tqdm(
-        total=len(images), desc=_extractor_name(extractor), unit="img", disable=not progress
+        total=len(images), desc=extractor_name(extractor), unit="img", disable=not progress
     ) as bar:
         for start in range(0, len(images), BATCH_SIZE):
             batch = images[start : start + BATCH_SIZE]
@@ -274,31 +264,25 @@ def reference_statistics(
         image_size = image_size or images.shape[1]
         n = n or len(images)
         _check_matches(images, image_size, n)
-    name = _extractor_name(extractor)
-    meta = {
-        "key": key,
-        "image_size": int(image_size),
-        "n": int(n),
-        "extractor": name,
-        "protocol": PROTOCOL_VERSION,
-    }
-    path = _reference_path(meta)
-    cached = _read_reference(path, meta)
-    if cached is not None:
-        return cached
-    if callable(images):
-        images = images()
-        _check_images(images, "reference images")
-        _check_matches(images, image_size, n)
-    features = image_features(images, extractor, progress)
-    mu, sigma = _statistics(features, "reference images")
-    chosen = _kid_reference_rows(len(features))
-    # float32 halves the cache and loses nothing from Inception, which computes in float32.
-    stats = ReferenceStats(
-        key, int(image_size), int(n), name, mu, sigma, features[chosen].astype(np.float32)
+    name = extractor_name(extractor)
+    meta = reference_meta(
+        key, image_size=image_size, n=n, extractor=name, protocol=PROTOCOL_VERSION
     )
-    _write_reference(path, stats, meta)
-    return stats
+    arrays = read_arrays(CACHE_FOLDER, meta, ("mu", "sigma", "kid_features"))
+    if arrays is None or not _usable_statistics(arrays):
+        if callable(images):
+            images = images()
+            _check_images(images, "reference images")
+            _check_matches(images, image_size, n)
+        features = image_features(images, extractor, progress)
+        mu, sigma = _statistics(features, "reference images")
+        chosen = _kid_reference_rows(len(features))
+        # float32 halves the cache and loses nothing from Inception, which computes in float32.
+        arrays = {"mu": mu, "sigma": sigma, "kid_features": features[chosen].astype(np.float32)}
+        write_arrays(CACHE_FOLDER, meta, arrays)
+    return ReferenceStats(
+        key, int(image_size), int(n), name, arrays["mu"], arrays["sigma"], arrays["kid_features"]
+    )
 
 
 def _check_matches(images: np.ndarray, image_size: int, n: int) -> None:
@@ -318,42 +302,11 @@ def _kid_reference_rows(n: int) -> np.ndarray:
     return np.sort(rng.choice(n, KID_REFERENCE_FEATURES, replace=False))
 
 
-def _reference_path(meta: dict[str, object]) -> Path:
-    digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(meta["key"]))[:40]
-    folder = cache_root() / CACHE_FOLDER
-    folder.mkdir(exist_ok=True)
-    return folder / f"{slug}-{meta['image_size']}px-n{meta['n']}-{digest}.npz"
-
-
-def _read_reference(path: Path, meta: dict[str, object]) -> ReferenceStats | None:
-    """The cached statistics, or None when absent, unreadable or made under other settings."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as saved:
-            if json.loads(str(saved["meta"])) != meta:
-                return None
-            mu, sigma, kid = saved["mu"], saved["sigma"], saved["kid_features"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None  # a damaged cache file is recomputed and replaced
+def _usable_statistics(arrays: dict[str, np.ndarray]) -> bool:
+    """Whether cached mu [D], sigma [D, D] and KID features [M, D] agree on one D."""
+    mu, sigma, kid = arrays["mu"], arrays["sigma"], arrays["kid_features"]
     dim = mu.shape[0] if mu.ndim == 1 else -1
-    if sigma.shape != (dim, dim) or kid.ndim != 2 or kid.shape[1] != dim:
-        return None
-    return ReferenceStats(
-        str(meta["key"]),
-        int(meta["image_size"]),
-        int(meta["n"]),
-        str(meta["extractor"]),
-        mu,
-        sigma,
-        kid,
-    )
-
-
-def _write_reference(path: Path, stats: ReferenceStats, meta: dict[str, object]) -> None:
-    arrays = {"mu": stats.mu, "sigma": stats.sigma, "kid_features": stats.kid_features}
-    write_atomic(path, lambda file: np.savez(file, meta=np.array(json.dumps(meta)), **arrays))
+    return sigma.shape == (dim, dim) and kid.ndim == 2 and kid.shape[1] == dim
 
 
 # Entry points -----------------------------------------------------------------------------
@@ -375,7 +328,7 @@ def fid_kid(
             f"the generated images are {generated.shape[1]} px but the reference statistics "
             f"are for {reference.image_size} px; the protocol compares images at one size."
         )
-    name = _extractor_name(extractor)
+    name = extractor_name(extractor)
     if name != reference.extractor:
         raise ConfigError(
             f"the reference statistics were made with the feature extractor "

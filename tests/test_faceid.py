@@ -215,6 +215,21 @@ def test_reference_descriptors_are_computed_once_per_data_set(tmp_path, monkeypa
     assert len(files_under(tmp_path / faceid.CACHE_FOLDER)) == 2  # N is part of the key
 
 
+def test_a_damaged_reference_file_is_recomputed_and_replaced(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path))
+    images, _ = render_faces(8, image_size=16, seed=0)
+    first = faceid.face_reference("faces", images, image_size=16, n=8, extractor=standin)
+    (path,) = files_under(tmp_path / faceid.CACHE_FOLDER)
+    path.write_bytes(b"not an npz file")
+    again = faceid.face_reference("faces", lambda: images, image_size=16, n=8, extractor=standin)
+    np.testing.assert_array_equal(again.descriptors, first.descriptors)
+
+    def must_not_run() -> np.ndarray:
+        raise AssertionError("the replaced reference was recomputed")
+
+    faceid.face_reference("faces", must_not_run, image_size=16, n=8, extractor=standin)
+
+
 def test_face_metrics_scores_generated_faces_against_the_reference(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path))
     images, _ = render_faces(16, image_size=16, seed=0)

@@ -9,12 +9,14 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "facegan"
 # The low-level modules and the only facegan modules each may import. errors is the lowest;
-# config takes the image sizes from images, so that one check serves settings and images alike.
+# config takes the image sizes from images, so that one check serves settings and images alike;
+# refcache takes only the cache folder and the atomic write from data.
 LOW_LEVEL = {
     "errors": set(),
     "images": {"errors"},
     "runtime": {"errors"},
     "config": {"errors", "images"},
+    "refcache": {"data"},
 }
 
 
