@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import tiny_config
 
 from facegan.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -29,15 +28,13 @@ from facegan.checkpoint import (
     write_atomic,
 )
 from facegan.config import TrainConfig
-from facegan.data import load_faces
 from facegan.errors import CheckpointError
 from facegan.evaluate import best_evaluation
 from facegan.trainer import Trainer
+from tests.support import runs
+from tests.support.runs import tiny_config
 
-
-@pytest.fixture(scope="module")
-def faces():
-    return load_faces("synthetic", 16, n_images=96, progress=False)
+faces = runs.faces  # a fixture: the tiny runs' faces, decoded once a module
 
 
 def full_disk_after(written: int):

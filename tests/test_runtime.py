@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import tiny_config
 
 from facegan.checkpoint import load_checkpoint
 from facegan.config import TrainConfig
@@ -24,6 +23,7 @@ from facegan.runtime import (
     resumed_precision,
 )
 from facegan.trainer import Trainer
+from tests.support.runs import tiny_config
 
 CPU = torch.device("cpu")
 

@@ -29,6 +29,8 @@ from facegan.starter import (
 )
 from facegan.step import train_step
 from facegan.trainer import Trainer
+from tests.support.runs import tiny_config
+from tests.support.steps import textbook_step
 
 ROOT = SOLUTION.parent
 TINY = {
@@ -393,28 +395,6 @@ class Generator(nn.Module):
 Discriminator.__module__ = Generator.__module__ = "__main__"
 
 
-def learners_step(discriminator, generator, d_optimizer, g_optimizer, real_images, z):
-    """The course's step, returning floats."""
-    bce = nn.BCEWithLogitsLoss()
-    d_optimizer.zero_grad()
-    fakes = generator(z)
-    d_real, d_fake = discriminator(real_images), discriminator(fakes.detach())
-    d_loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
-    d_loss.backward()
-    d_optimizer.step()
-    g_optimizer.zero_grad()
-    d_out = discriminator(fakes)
-    g_loss = bce(d_out, torch.ones_like(d_out))
-    g_loss.backward()
-    g_optimizer.step()
-    return {
-        "d_loss": d_loss.item(),
-        "g_loss": g_loss.item(),
-        "d_real": d_real.sigmoid().mean().item(),
-        "d_fake": d_fake.sigmoid().mean().item(),
-    }
-
-
 def learners_trainer(out, **settings) -> Trainer:
     config = TrainConfig(
         **{
@@ -448,7 +428,7 @@ def learners_trainer(out, **settings) -> Trainer:
         generator=generator,
         d_optimizer=optimizers[0],
         g_optimizer=optimizers[1],
-        train_step=learners_step,
+        train_step=textbook_step,  # a learner's step, returning floats
         z_shape="4d",
     )
 
@@ -502,16 +482,8 @@ def test_given_optimizers_need_their_networks(tmp_path):
 
 
 def test_facegans_own_networks_and_step_given_explicitly_keep_the_recipe(tmp_path):
-    config = TrainConfig(
-        image_size=16,
-        batch_size=8,
-        z_size=8,
-        conv_dim=4,
-        n_images=32,
-        loss="hinge",
-        d_norm="spectral",
-        out=str(tmp_path),
-        device="cpu",
+    config = tiny_config(
+        tmp_path, batch_size=8, n_images=32, loss="hinge", d_norm="spectral", device="cpu"
     )
     discriminator, generator = build_models(8, 4, 16, "spectral")
     trainer = Trainer(

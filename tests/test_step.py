@@ -5,6 +5,7 @@ import torch
 
 from facegan.models import build_models
 from facegan.step import make_optimizers, train_step
+from tests.support.steps import textbook_step
 
 
 def parameters(module) -> torch.Tensor:
@@ -26,22 +27,6 @@ def test_a_step_updates_both_networks_and_reports_d_outputs():
     assert not torch.equal(parameters(generator), g_before)
     assert set(stats) == {"d_loss", "g_loss", "d_real", "d_fake"}
     assert 0 < stats["d_real"].item() < 1 and 0 < stats["d_fake"].item() < 1
-
-
-def textbook_step(discriminator, generator, d_optimizer, g_optimizer, real, z):
-    """The DCGAN example's step: D keeps computing its own weight gradients in G's step."""
-    bce = torch.nn.functional.binary_cross_entropy_with_logits
-    fake = generator(z)
-    d_real, d_fake = discriminator(real), discriminator(fake.detach())
-    d_loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
-    d_optimizer.zero_grad()
-    d_loss.backward()
-    d_optimizer.step()
-    d_on_fake = discriminator(fake)
-    g_loss = bce(d_on_fake, torch.ones_like(d_on_fake))
-    g_optimizer.zero_grad()
-    g_loss.backward()
-    g_optimizer.step()
 
 
 @pytest.mark.parametrize("d_norm", ["batch", "spectral"])

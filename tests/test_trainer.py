@@ -13,7 +13,6 @@ import signal
 
 import pytest
 import torch
-from tiny import tiny_config
 from torch import nn
 
 import facegan.runtime as runtime
@@ -30,11 +29,10 @@ from facegan.errors import CheckpointError, ConfigError
 from facegan.models import Generator, sample_images
 from facegan.step import make_optimizers
 from facegan.trainer import Trainer, TrainingDiverged
+from tests.support import runs
+from tests.support.runs import tiny_config
 
-
-@pytest.fixture(scope="module")
-def faces():
-    return load_faces("synthetic", 16, n_images=96, progress=False)
+faces = runs.faces  # a fixture: the tiny runs' faces, decoded once a module
 
 
 @pytest.fixture(scope="module")
