@@ -15,9 +15,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.utils import make_grid
 
-from facegan.checkpoint import training_rows
 from facegan.config import TrainConfig
 from facegan.data import load_faces
+from facegan.history import training_rows
 from facegan.models import sample_images
 from facegan.runtime import cpu_info
 

@@ -21,16 +21,12 @@ import numpy as np
 import torch
 
 from facegan import distributed
-from facegan.checkpoint import (
-    generator_from_checkpoint,
-    generator_from_state,
-    last_training_row,
-    load_checkpoint,
-)
+from facegan.checkpoint import generator_from_checkpoint, generator_from_state, load_checkpoint
 from facegan.config import TrainConfig
 from facegan.data import load_faces
 from facegan.errors import ConfigError, FaceGanError
 from facegan.evaluate import METRICS, Evaluator, draw_faces
+from facegan.history import last_training_row
 from facegan.images import save_grid
 from facegan.trainer import Trainer
 

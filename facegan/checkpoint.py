@@ -1,4 +1,4 @@
-"""Checkpoints and the run folder's records: atomic writes, the format, random states, history.
+"""Checkpoints: atomic writes, the format and its conversion, the networks' record, random states.
 
 A checkpoint holds state dicts, tensors and plain data only, so that it loads with
 torch.load(weights_only=True) and no code in it can run. Every file of a run folder is written
@@ -9,24 +9,15 @@ from __future__ import annotations
 
 import errno
 import io
-import json
 import os
 import random
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import torch
 from torch import nn
 
-try:
-    import fcntl
-except ModuleNotFoundError:  # Windows has no flock: runs there are not locked
-    fcntl = None
-
-from facegan.config import TrainConfig
 from facegan.errors import CheckpointError, FaceGanError
 from facegan.models import Discriminator, Generator
 
@@ -39,33 +30,10 @@ RENAMED_HISTORY_KEYS = {
     "face_rate_real": "faces_found_real",
     "face_rate_ratio": "faces_found_ratio",
 }
-# Fields that fix the shape of the networks, and of what a checkpoint holds besides them: a
-# resume can never change them, not even on purpose.
+# The settings that fix the shape of the networks: a checkpoint's generator is rebuilt from them.
 ARCHITECTURE_FIELDS = ("image_size", "z_size", "conv_dim")
-FIXED_ON_RESUME = (*ARCHITECTURE_FIELDS, "d_norm", "n_samples")
-# Settings a resume may change freely: how long to train, how often to measure, log and save,
-# and where and how fast to compute. Every other setting changes what a step computes, so a
-# resume that changes it needs allow_changes (--allow-changes), and the change is recorded.
-FREE_ON_RESUME = (
-    "epochs",
-    "eval_every",
-    "eval_n",
-    "log_every",
-    "checkpoint_every",
-    "device",
-    "threads",
-    "channels_last",
-    "compile",
-    "dist_timeout",
-)
-# What a run that did not record a setting trained with, where today's default differs.
-LEGACY_DEFAULTS = {"ema": 0.0}
 # errno values that mean "no room": a full disk, a full quota, a file-size limit (ulimit -f).
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-
-
-class RunInUseError(FaceGanError):
-    """Another process is training in the run folder."""
 
 
 class NoRoomError(CheckpointError):
@@ -267,126 +235,6 @@ def check_models(state: dict, discriminator: nn.Module, generator: nn.Module, pa
         )
 
 
-def setting_changes(saved: dict, now: dict) -> dict[str, list]:
-    """The settings in which now differs from a run's recorded config: name -> [old, new].
-
-    The run folder (out) is where the run is, not how it trains. A setting an older run did
-    not record counts as its default then. Precision "auto" keeps the precision the run
-    recorded, so only an explicit other precision is a change.
-    """
-    recorded = asdict(TrainConfig()) | LEGACY_DEFAULTS | saved
-    changes = {}
-    for name, new in now.items():
-        old = recorded.get(name)
-        if name == "out" or (name == "precision" and "auto" in (old, new)):
-            continue
-        if old != new:
-            changes[name] = [old, new]
-    return changes
-
-
-def check_resume(run_dir: Path, changes: dict[str, list], allow_changes: bool = False) -> None:
-    """Raise CheckpointError unless a resume may go on with these changes to its settings.
-
-    FREE_ON_RESUME settings may change; the shape of what the checkpoint holds (the networks,
-    whether there is an EMA, the fixed-z grid) never; any other change only when allowed.
-    """
-    fixed = [
-        name
-        for name, (old, new) in changes.items()
-        if name in FIXED_ON_RESUME or (name == "ema" and bool(old) != bool(new))
-    ]
-    guarded = [name for name in changes if name not in FREE_ON_RESUME]
-    if not fixed and (allow_changes or not guarded):
-        return
-    lines = [
-        f"  {name}: {changes[name][0]!r} -> {changes[name][1]!r}"
-        + (" (fixed by the checkpoint)" if name in fixed else "")
-        for name in guarded
-    ]
-    if fixed:
-        raise CheckpointError(
-            f"cannot resume {run_dir}: its checkpoint cannot take these settings:\n"
-            + "\n".join(lines)
-            + "\nResume with the run's own settings (its config.json), or start a new run "
-            "in another folder (--out; OUT in the notebook)."
-        )
-    raise CheckpointError(
-        f"cannot resume {run_dir} with other settings than it trained with:\n"
-        + "\n".join(lines)
-        + "\nStart a new run in another folder (--out; OUT in the notebook), or continue "
-        "with these changes on purpose with --allow-changes (Trainer.resume(allow_changes="
-        "True)), which records them in history.jsonl."
-    )
-
-
-class RunLock:
-    """An exclusive lock on a run folder, held while one process trains in it.
-
-    It is flock on the folder's .lock file, which holds the holder's PID for the refusal
-    message. The kernel drops a flock when its process ends, however it ends, so a killed
-    run leaves no stale lock. The holder removes the file before unlocking it; whoever
-    locks a file that was meanwhile removed tries again on a new one.
-    """
-
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
-        self.path = run_dir / ".lock"
-        self._file: IO[str] | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._file is not None
-
-    def acquire(self) -> None:
-        """Take the lock, making the folder if need be; RunInUseError if another run holds it."""
-        if fcntl is None:
-            return
-        while not self.held:
-            try:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-                # Appending never erases a holder's PID; the file stays open while held.
-                file = open(self.path, "a+")  # noqa: SIM115
-            except OSError as err:
-                raise write_error(self.path, err) from err
-            try:
-                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                file.seek(0)
-                holder = file.read().strip()
-                file.close()
-                raise RunInUseError(
-                    f"{self.run_dir} is in use by another run (process "
-                    f"{holder or 'unknown'}): wait for it to end or stop it, or train "
-                    "in another folder (--out)."
-                ) from None
-            if self._same_file(file):
-                self._file = file
-            else:
-                file.close()
-        try:
-            self._file.truncate(0)
-            self._file.write(f"{os.getpid()}\n")
-            self._file.flush()
-        except OSError as err:
-            self.release()
-            raise write_error(self.path, err) from err
-
-    def _same_file(self, file: IO[str]) -> bool:
-        """Whether file is still the one at self.path (the last holder did not remove it)."""
-        try:
-            return os.stat(self.path).st_ino == os.fstat(file.fileno()).st_ino
-        except FileNotFoundError:
-            return False
-
-    def release(self) -> None:
-        """Remove the lock file and unlock it; nothing if the lock is not held."""
-        if self._file is not None:
-            self.path.unlink(missing_ok=True)
-            self._file.close()
-            self._file = None
-
-
 def _describe(config: object) -> str:
     if not isinstance(config, dict):
         return "none recorded"
@@ -419,49 +267,3 @@ def set_global_rng_state(state: dict) -> None:
     if torch.cuda.is_available():
         # A machine with fewer GPUs than the one that saved restores the GPUs it has.
         torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
-
-
-def read_history(run_dir: str | os.PathLike) -> list[dict]:
-    """The rows of a run's history.jsonl (empty if there is none yet)."""
-    path = Path(run_dir) / "history.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def write_history(run_dir: str | os.PathLike, rows: list[dict]) -> None:
-    """Replace a run's history.jsonl with rows."""
-    path = Path(run_dir) / "history.jsonl"
-    text = "".join(json.dumps(row) + "\n" for row in rows)
-    write_text_atomic(path, text, checkpoint=Path(run_dir) / "checkpoints" / "last.pt")
-
-
-def append_history(run_dir: str | os.PathLike, row: dict) -> None:
-    """Add one row to a run's history.jsonl; a failed write leaves the file as it was."""
-    path = Path(run_dir) / "history.jsonl"
-    line = (json.dumps(row) + "\n").encode()
-    try:
-        # Unbuffered, so that a failure shows here and not again when the file closes.
-        with open(path, "ab", buffering=0) as f:
-            size = f.seek(0, os.SEEK_END)
-            try:
-                written = 0
-                while written < len(line):
-                    written += f.write(line[written:])
-            except OSError:
-                f.truncate(size)  # no half row for the next reader
-                raise
-    except OSError as err:
-        last = Path(run_dir) / "checkpoints" / "last.pt"
-        raise write_error(path, err, checkpoint=last) from err
-
-
-def training_rows(history: list[dict]) -> list[dict]:
-    """The training rows of a history (losses, D(x), D(G(z))), without evaluations or changes."""
-    return [row for row in history if row.get("kind", "train") == "train"]
-
-
-def last_training_row(history: list[dict]) -> dict | None:
-    """The last training row of a history; None before the first is logged."""
-    rows = training_rows(history)
-    return rows[-1] if rows else None

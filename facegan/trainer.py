@@ -7,11 +7,10 @@ A run lives in one folder:
     runs/NAME/samples/epoch_XXX.png  the fixed-z grid after each epoch
     runs/NAME/checkpoints/last.pt    everything needed to resume exactly
 
-A resumed run is bitwise the run that was never stopped (on the CPU): the checkpoint holds
-the networks, both optimizers, the z generator, the global RNGs and the history, and the
-data order is a pure function of (seed, epoch). Checkpoints are written atomically at every
-epoch end and, with checkpoint_every=K, every K steps, so a run killed outright (SIGKILL,
-power cut) loses at most one checkpoint interval.
+A resumed run is bitwise the run that was never stopped (on the CPU): resume.py says what
+the checkpoint holds, and the data order is a pure function of (seed, epoch). Checkpoints are
+written atomically at every epoch end and, with checkpoint_every=K, every K steps, so a run
+killed outright (SIGKILL, power cut) loses at most one checkpoint interval.
 
 Sampling uses eval-mode BatchNorm (running statistics), so an image depends on its own z
 alone and a checkpoint loaded later draws the same faces.
@@ -19,11 +18,9 @@ alone and a checkpoint loaded later draws the same faces.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import asdict
 from functools import cached_property
@@ -35,23 +32,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from facegan import distributed
-from facegan.checkpoint import (
-    CHECKPOINT_FORMAT,
-    FREE_ON_RESUME,
-    RunLock,
-    append_history,
-    check_models,
-    check_resume,
-    global_rng_state,
-    load_checkpoint,
-    model_record,
-    save_atomic,
-    set_global_rng_state,
-    setting_changes,
-    write_atomic,
-    write_history,
-    write_text_atomic,
-)
+from facegan.batches import batches_per_epoch, epoch_batches, image_tensor
+from facegan.checkpoint import global_rng_state, save_atomic, write_atomic
 from facegan.config import TrainConfig, check_positive
 from facegan.data import FaceDataset, epoch_order, load_faces
 from facegan.ema import EMA
@@ -65,9 +47,12 @@ from facegan.evaluate import (
     is_better,
     training_metrics,
 )
-from facegan.images import save_grid, to_float
+from facegan.history import append_history, write_history
+from facegan.images import save_grid
 from facegan.learner import StepFunction, check_given_parts, given_stats, take_flat_z
 from facegan.models import build_models, sample_images
+from facegan.resume import restore_trainer, trainer_state, write_config
+from facegan.runlock import RunLock
 from facegan.runtime import (
     check_compiler,
     precision_name,
@@ -75,7 +60,6 @@ from facegan.runtime import (
     resolve_device,
     resolve_precision,
     resolve_threads,
-    resumed_precision,
 )
 from facegan.signals import StopSignals
 from facegan.step import make_optimizers, train_step
@@ -86,17 +70,6 @@ RECIPE_STEP = train_step
 
 class TrainingDiverged(FaceGanError):
     """A loss became NaN or infinite."""
-
-
-def image_tensor(images: np.ndarray) -> torch.Tensor:
-    """A uint8 tensor over a dataset's images, sharing their memory: a memory map stays mapped.
-
-    torch warns that a read-only array (the cache's map) must not be written to through the
-    tensor; training only reads it.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-        return torch.from_numpy(images)
 
 
 class Trainer:
@@ -153,12 +126,7 @@ class Trainer:
                 f"image_size is {config.image_size}."
             )
         self.world.check_batch_size(config.batch_size)
-        self.steps_per_epoch = len(self.dataset) // config.batch_size
-        if self.steps_per_epoch == 0:
-            raise ConfigError(
-                f"batch_size {config.batch_size} is larger than the dataset "
-                f"({len(self.dataset)} images): lower --batch-size."
-            )
+        self.steps_per_epoch = batches_per_epoch(len(self.dataset), config.batch_size)
         # All global RNGs, not just torch's: code run inside training (an augmentation in the
         # notebook, say) then also draws the same numbers in a run and in its resumption.
         random.seed(config.seed)
@@ -206,9 +174,7 @@ class Trainer:
         # z comes from its own generator so that its state can be saved and resumed.
         self.z_rng = torch.Generator().manual_seed(config.seed)
         self.fixed_z = torch.randn(config.n_samples, config.z_size, generator=self.z_rng)
-        # Batches are drawn by index with no decoding: on the CPU straight from the dataset's
-        # memory-mapped cache, so only the pages a batch touches are read and a set larger than
-        # RAM trains; a GPU gets a copy of the whole set.
+        # On the CPU the dataset's memory-mapped cache itself; a GPU gets a copy (batches.py).
         self.images = image_tensor(self.dataset.images).to(self.device)
         self.epoch = 0  # epochs completed
         self.batch_in_epoch = 0  # batches of the current epoch already trained
@@ -245,30 +211,8 @@ class Trainer:
         return asdict(self.config) | {"precision": precision_name(self.amp_dtype)}
 
     def state_dict(self) -> dict:
-        """Everything that a resume needs, as tensors and plain data only.
-
-        There is no gradient scaler to save: bf16 autocast needs none (unlike fp16).
-        """
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "config": self.recorded_config(),
-            "models": model_record(self.discriminator, self.generator),
-            "generator": self.generator.state_dict(),
-            "ema_generator": self.ema.model.state_dict() if self.ema else None,
-            "discriminator": self.discriminator.state_dict(),
-            "g_optimizer": self.g_optimizer.state_dict(),
-            "d_optimizer": self.d_optimizer.state_dict(),
-            "fixed_z": self.fixed_z,
-            "z_rng": self.z_rng.get_state(),
-            "rng": global_rng_state(),
-            "world_size": self.world.size,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "step": self.step,
-            # The rows themselves: history.jsonl may be cut short or run ahead by a crash.
-            "history": self.history,
-            "window": [{k: v.cpu() for k, v in stats.items()} for stats in self.window],
-        }
+        """Everything that a resume needs, as tensors and plain data only (resume.trainer_state)."""
+        return trainer_state(self)
 
     def save_checkpoint(self) -> Path:
         """Rank 0 writes last.pt, with every rank's RNG states; the other ranks wait for it."""
@@ -286,7 +230,7 @@ class Trainer:
     def resume(self, allow_changes: bool = False) -> None:
         """Load the run folder's last checkpoint; history.jsonl is rewritten to match it.
 
-        Settings that differ from the run's own are refused as checkpoint.check_resume says;
+        Settings that differ from the run's own are refused as resume.check_resume says;
         with allow_changes those that may change on purpose are taken and recorded as a
         "change" row of the history. config.json then holds the new settings. The run folder
         stays locked from here until fit() ends.
@@ -295,54 +239,10 @@ class Trainer:
         if self.world.is_main and self.run_dir.is_dir():
             self.run_lock.acquire()
         try:
-            self._resume(allow_changes)
+            restore_trainer(self, allow_changes)
         except BaseException:
             self.run_lock.release()
             raise
-
-    def _resume(self, allow_changes: bool) -> None:
-        state = load_checkpoint(self.checkpoint_path)  # on every rank: DDP shares no Adam state
-        check_models(state, self.discriminator, self.generator, self.checkpoint_path)
-        self.world.check_resume(state, self.checkpoint_path)
-        changes = setting_changes(state["config"], asdict(self.config))
-        check_resume(self.run_dir, changes, allow_changes)
-        recorded = state["config"].get("precision", "auto")
-        self.amp_dtype, note = resumed_precision(recorded, self.config.precision, self.device)
-        if note:
-            print(note)
-        self.generator.load_state_dict(state["generator"])
-        if self.ema:
-            self.ema.model.load_state_dict(state["ema_generator"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.g_optimizer.load_state_dict(state["g_optimizer"])
-        self.d_optimizer.load_state_dict(state["d_optimizer"])
-        for optimizer in (self.g_optimizer, self.d_optimizer):
-            for group in optimizer.param_groups:  # loading restored the checkpoint's own
-                group["lr"], group["betas"] = self.config.lr, (self.config.beta1, self.config.beta2)
-        self.fixed_z = state["fixed_z"]
-        self.z_rng.set_state(state["z_rng"])
-        set_global_rng_state(self.world.own_rng_state(state))
-        self.epoch, self.step = state["epoch"], state["step"]
-        # The images of this epoch already trained on, in batches of this run's size.
-        seen = state["batch_in_epoch"] * state["config"]["batch_size"]
-        self.batch_in_epoch = min(seen // self.config.batch_size, self.steps_per_epoch)
-        self.window = [{k: v.to(self.device) for k, v in s.items()} for s in state["window"]]
-        self.history = state["history"]
-        allowed = {name: change for name, change in changes.items() if name not in FREE_ON_RESUME}
-        if allowed:  # free changes leave the history as an unbroken run's
-            self.history.append(
-                {"kind": "change", "epoch": self.epoch, "step": self.step, "changes": allowed}
-            )
-        if self.world.is_main:
-            write_history(self.run_dir, self.history)
-        if changes:
-            self._write_config()
-
-    def _write_config(self) -> None:
-        if not self.world.is_main:  # one writer of the run folder
-            return
-        text = json.dumps(self.recorded_config(), indent=2)
-        write_text_atomic(self.run_dir / "config.json", text, checkpoint=self.checkpoint_path)
 
     def fit(self, progress: bool = True, max_steps: int | None = None) -> list[dict]:
         """Train until config.epochs epochs are done; returns the history rows.
@@ -367,7 +267,7 @@ class Trainer:
         # A resumed run keeps its config.json, unless resume() recorded a change.
         if self.step == 0 and self.world.is_main:
             write_history(self.run_dir, [])
-            self._write_config()
+            write_config(self)
         torch.set_num_threads(self.threads)
         with StopSignals() as stop:
             while self.epoch < self.config.epochs:
@@ -514,17 +414,16 @@ class Trainer:
 
     def _batches(self) -> Iterator[torch.Tensor]:
         """The rest of this epoch's batches, in an order fixed by (seed, epoch)."""
-        size = self.config.batch_size
-        order = epoch_order(len(self.images), self.config.seed, self.epoch)
-        for b in range(self.batch_in_epoch, self.steps_per_epoch):
-            index = self.world.share(order[b * size : (b + 1) * size]).to(self.device)
-            batch = to_float(self.images[index])
-            if self.config.flip:
-                # Drawn from z_rng, whose state the checkpoint keeps: a resume flips the same.
-                mirror = self.world.share(torch.rand(size, generator=self.z_rng) < 0.5)
-                mirror = mirror.to(self.device).view(-1, 1, 1, 1)
-                batch = torch.where(mirror, batch.flip(3), batch)
-            yield batch.contiguous(memory_format=self.memory_format)
+        return epoch_batches(
+            self.images,
+            epoch_order(len(self.images), self.config.seed, self.epoch),
+            batch_size=self.config.batch_size,
+            batches=range(self.batch_in_epoch, self.steps_per_epoch),
+            world=self.world,
+            # Drawn from z_rng, whose state the checkpoint keeps: a resume flips the same.
+            flip_rng=self.z_rng if self.config.flip else None,
+            memory_format=self.memory_format,
+        )
 
     def _log(self, seconds: float) -> dict:
         """Average the window's stats (one host sync), check them, append a history row."""

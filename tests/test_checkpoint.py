@@ -11,25 +11,18 @@ import torch
 
 from facegan.checkpoint import (
     CHECKPOINT_FORMAT,
-    FIXED_ON_RESUME,
-    FREE_ON_RESUME,
     NoRoomError,
-    RunInUseError,
-    RunLock,
-    append_history,
-    check_resume,
     generator_from_checkpoint,
-    last_training_row,
     load_checkpoint,
-    read_history,
     save_atomic,
-    setting_changes,
-    training_rows,
     write_atomic,
 )
 from facegan.config import TrainConfig
 from facegan.errors import CheckpointError
 from facegan.evaluate import best_evaluation
+from facegan.history import append_history, last_training_row, read_history, training_rows
+from facegan.resume import FIXED_ON_RESUME, FREE_ON_RESUME, check_resume, setting_changes
+from facegan.runlock import RunInUseError, RunLock
 from facegan.trainer import Trainer
 from tests.support import runs
 from tests.support.runs import tiny_config
@@ -145,7 +138,7 @@ def test_a_lock_file_removed_under_a_waiting_opener_is_not_trusted(tmp_path, mon
 
 
 def test_settings_a_resume_may_change_and_those_it_may_not():
-    saved = asdict(TrainConfig(out="runs/a", precision="bf16"))
+    saved = asdict(TrainConfig(out="runs/a", precision="bf16", epochs=10))
     now = asdict(TrainConfig(out="/elsewhere/runs/a", epochs=20, threads=2, lr=1e-3))
     changes = setting_changes(saved, now)
     assert changes == {"epochs": [10, 20], "threads": [0, 2], "lr": [2e-4, 1e-3]}

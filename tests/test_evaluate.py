@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from facegan.__main__ import main as cli_main
-from facegan.checkpoint import load_checkpoint, read_history
+from facegan.checkpoint import load_checkpoint
 from facegan.config import TrainConfig
 from facegan.data import load_faces
 from facegan.dlibweights import FaceModelUnavailable, face_models_installed
@@ -29,6 +29,7 @@ from facegan.evaluate import (
 )
 from facegan.facedetect import detect_faces
 from facegan.faceid import compare_descriptors
+from facegan.history import read_history
 from facegan.images import to_uint8
 from facegan.models import Generator, sample_images
 from facegan.synthfaces import render_faces

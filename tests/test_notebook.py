@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import problem_unittests
-from facegan.checkpoint import read_history
+from facegan.history import read_history
 from facegan.report import NOTEBOOK, make_report
 
 PARAMETERS = (

@@ -17,16 +17,12 @@ from torch import nn
 
 import facegan.runtime as runtime
 import facegan.trainer as trainer_module
-from facegan.checkpoint import (
-    RunInUseError,
-    RunLock,
-    generator_from_checkpoint,
-    load_checkpoint,
-    read_history,
-)
+from facegan.checkpoint import generator_from_checkpoint, load_checkpoint
 from facegan.data import load_faces
 from facegan.errors import CheckpointError, ConfigError
+from facegan.history import read_history
 from facegan.models import Generator, sample_images
+from facegan.runlock import RunInUseError, RunLock
 from facegan.step import make_optimizers
 from facegan.trainer import Trainer, TrainingDiverged
 from tests.support import runs

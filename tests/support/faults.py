@@ -31,9 +31,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from facegan.__main__ import main
-from facegan.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, read_history
+from facegan.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 from facegan.data import IMAGE_EXTENSIONS, UnreadableImagesWarning, decode_image, load_faces
 from facegan.errors import CheckpointError, DataError
+from facegan.history import read_history
 from tests.support.launcher import ForkedProcess, Launcher, program
 
 # A run of a few seconds on 2 cores, most of it starting Python and torch. log_every 1 puts
