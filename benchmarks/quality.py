@@ -7,6 +7,7 @@ Run from the repository root:
                                  [--out PATH]
     python -m benchmarks.quality --merge JSON ... --out PATH
     python -m benchmarks.quality --record LABEL RUN_DIR COMMAND ... [--grid PNG] --out PATH
+    python -m benchmarks.quality --run LABEL RUN_DIR COMMAND ... [--grid PNG] --out PATH
 
 Every variant trains at the report's settings (32 px, conv_dim 32, batch 64) from the same
 seed on the same data, for the same compute budget, and is then measured by the same
@@ -30,8 +31,10 @@ import argparse
 import json
 import multiprocessing
 import os
+import shlex
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
@@ -42,10 +45,10 @@ import numpy as np
 import torch
 
 from benchmarks.record import REPO, git_commit, write_results
-from facegan.checkpoint import read_history, training_rows
 from facegan.config import TrainConfig
 from facegan.data import load_faces
 from facegan.evaluate import Evaluator, best_evaluation, main_metric
+from facegan.history import read_history, training_rows
 from facegan.trainer import Trainer
 
 # The report's settings: the study answers "what should the report train with?".
@@ -76,9 +79,40 @@ VARIANTS: dict[str, dict] = {
     "ema-wide": {"ema": 0.999, "conv_dim": 64},
     "ema-hinge-sn": {"ema": 0.999, "loss": "hinge", "d_norm": "spectral"},
     "ema-lsgan": {"ema": 0.999, "loss": "lsgan"},
+    # The second real-face study, each one change to "ema-b16" (the real-data recipe it began
+    # from): higher learning rates for both networks (one with a slower EMA too), TTUR (Heusel
+    # et al. 2017: D faster than G) and its mirror image, a slower EMA, a smaller batch, and
+    # Adam's beta2 of later GANs.
+    "ema-b16-lr4": {"ema": 0.999, "batch_size": 16, "lr": 4e-4},
+    "ema-b16-lr8": {"ema": 0.999, "batch_size": 16, "lr": 8e-4},
+    "ema-b16-lr4-slow": {"ema": 0.9995, "batch_size": 16, "lr": 4e-4},
+    "ema-b16-ttur": {"ema": 0.999, "batch_size": 16, "d_lr": 4e-4, "g_lr": 1e-4},
+    "ema-b16-g-fast": {"ema": 0.999, "batch_size": 16, "d_lr": 2e-4, "g_lr": 4e-4},
+    "ema-b16-slow": {"ema": 0.9995, "batch_size": 16},
+    "ema-b8": {"ema": 0.999, "batch_size": 8},
+    "ema-b16-beta2": {"ema": 0.999, "batch_size": 16, "beta2": 0.99},
 }
+# Candidates the trainer has no setting for, applied to its optimizers here: each network's own
+# learning rate. One becomes a setting of TrainConfig if it wins.
+OPTIMIZER_ONLY = ("d_lr", "g_lr")
 CALIBRATION_STEPS = 12
 WARMUP_STEPS = 4
+
+
+def variant_trainer(config: TrainConfig, dataset, variant: str) -> Trainer:
+    """A Trainer for config with the variant's OPTIMIZER_ONLY learning rates in place."""
+    trainer = Trainer(config, dataset)
+    settings = VARIANTS[variant]
+    for optimizer, name in ((trainer.d_optimizer, "d_lr"), (trainer.g_optimizer, "g_lr")):
+        for group in optimizer.param_groups:
+            group["lr"] = settings.get(name, config.lr)
+    return trainer
+
+
+def variant_config(variant: str, **fixed) -> TrainConfig:
+    """The TrainConfig of a variant: BASE with its changes, less those OPTIMIZER_ONLY makes."""
+    changes = {k: v for k, v in VARIANTS[variant].items() if k not in OPTIMIZER_ONLY}
+    return TrainConfig(**(BASE | changes), **fixed)
 
 
 def step_seconds(config: TrainConfig, dataset) -> float:
@@ -95,13 +129,13 @@ def run_variant(job: dict) -> dict:
     """Train one variant on one data set for the budget, then evaluate it (in a worker)."""
     torch.set_num_threads(1)
     dataset = load_faces(job["data"], BASE["image_size"], job["n_images"], progress=False)
-    config = TrainConfig(**(BASE | VARIANTS[job["variant"]]), data=job["data"], seed=job["seed"])
-    per_step = step_seconds(config, dataset)
+    config = variant_config(job["variant"], data=job["data"], seed=job["seed"])
+    per_step = step_seconds(config, dataset)  # a learning rate leaves the time per step alone
     steps = max(1, round(job["budget"] / per_step))
     with tempfile.TemporaryDirectory() as folder:
         config.out = folder
         config.eval_n = job["eval_n"]
-        trainer = Trainer(config, dataset)
+        trainer = variant_trainer(config, dataset, job["variant"])
         wall, cpu = time.perf_counter(), time.process_time()
         history = trainer.fit(progress=False, max_steps=steps)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -205,15 +239,29 @@ def merge(paths: Sequence[str], out: str) -> dict:
     return record
 
 
-def record_runs(runs: Sequence[Sequence[str]], out: str, grid: str | None = None) -> dict:
-    """Record finished runs (LABEL, RUN_DIR, COMMAND each): settings, timing and evaluations.
+def run_timed(command: str) -> float:
+    """Run command (as typed, from the repository root) to its end; its wall-clock seconds."""
+    started = time.perf_counter()
+    done = subprocess.run(shlex.split(command), cwd=REPO, check=False)
+    if done.returncode:
+        raise SystemExit(f"{command!r} exited with {done.returncode}: nothing recorded")
+    return time.perf_counter() - started
+
+
+def record_runs(
+    runs: Sequence[Sequence[str]], out: str, grid: str | None = None, *, run_first: bool = False
+) -> dict:
+    """Record runs (LABEL, RUN_DIR, COMMAND each): settings, steps and evaluations.
 
     The README and docs/metrics.md read the development-set report's figures from this file;
-    COMMAND is how the run was made, as typed. With grid, the first run's last sample grid is
-    copied there, for the README.
+    COMMAND is how the run was made, as typed. With run_first, each COMMAND is run here first,
+    one after the other, and its wall-clock time from start to exit is recorded too (the
+    report's ten-minute budget is a wall-clock one). With grid, the first run's last sample
+    grid is copied there, for the README.
     """
     recorded = []
     for label, folder, command in runs:
+        wall = {"wall_seconds": run_timed(command)} if run_first else {}
         history = read_history(folder)
         evaluations = [row for row in history if row.get("kind") == "eval"]
         if not evaluations:
@@ -224,6 +272,7 @@ def record_runs(runs: Sequence[Sequence[str]], out: str, grid: str | None = None
                 "run_command": command,
                 "settings": json.loads((Path(folder) / "config.json").read_text()),
                 "steps": training_rows(history)[-1]["step"],
+                **wall,
                 "final": evaluations[-1],
                 "best": best_evaluation(history),
                 "evaluations": evaluations,
@@ -261,7 +310,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar=("LABEL", "RUN_DIR", "COMMAND"),
         help="record a finished run's evaluations (repeatable); no training",
     )
-    parser.add_argument("--grid", help="with --record: copy the first run's last grid here")
+    parser.add_argument(
+        "--run",
+        nargs=3,
+        action="append",
+        metavar=("LABEL", "RUN_DIR", "COMMAND"),
+        help="run COMMAND, timing it, then record it as --record does (repeatable)",
+    )
+    parser.add_argument("--grid", help="with --record or --run: copy the first run's last grid")
     return parser.parse_args(argv)
 
 
@@ -269,8 +325,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.merge:
         return merge(args.merge, args.out)
-    if args.record:
-        return record_runs(args.record, args.out, args.grid)
+    if args.record and args.run:
+        raise SystemExit("give --record or --run, not both: a results file records one way")
+    if args.record or args.run:
+        return record_runs(args.record or args.run, args.out, args.grid, run_first=bool(args.run))
     sources = [] if args.real_only and args.real else [("synthetic", args.synthetic_n)]
     sources += [(args.real, args.real_n)] if args.real else []
     for data, n in sources:  # decode and cache once, before the workers read the cache

@@ -30,13 +30,16 @@ D_NORMS = ("batch", "spectral", "none")
 # The recipe: the settings whose best value depends on the kind of data. A field of these left
 # at None (the default of the CLI, and of the notebook's parameters) takes its value from here
 # when the TrainConfig is made, and config.json records the value taken. The built-in faces keep
-# the batch of their recipe study (docs/metrics.md); on real faces the study on the CelebA
-# development set ranked batch 16 first at equal compute, by the face distance, in both seeds
-# (benchmarks/results/quality-celeba-summary.json): at 32 px on a CPU smaller batches buy more
-# steps. On a GPU a batch this small leaves the device idle: pass --batch-size there.
+# the batch and the report length of their recipe study (docs/metrics.md). On real faces the
+# studies on the CelebA development set, ranked by the face distance at equal compute in two
+# seeds (benchmarks/results/quality-celeba-*.json), chose batch 16: at 32 px on a CPU smaller
+# batches buy more steps; and 20 epochs of its 10,000 faces fill about two minutes of a 2-core
+# CPU, a report that stays well inside ten. On a GPU a batch this small leaves the device idle,
+# and on the whole of CelebA (200,000 faces) an epoch is 20 times as long: pass --batch-size
+# and --epochs there.
 RECIPES: dict[str, dict[str, Any]] = {
-    "synthetic": {"batch_size": 64},
-    "real": {"batch_size": 16},
+    "synthetic": {"epochs": 8, "batch_size": 64},
+    "real": {"epochs": 20, "batch_size": 16},
 }
 # The notebook's earlier names of two parameters; `python -m facegan report -p` still takes them.
 PARAMETER_ALIASES = {"DATASET": "DATA", "RUN_DIR": "OUT"}
@@ -58,7 +61,9 @@ class TrainConfig:
         "synthetic", '"synthetic" (built in), "celeba" (under data/), or a folder or .zip of images'
     )
     image_size: int = setting(32, "a power of two from 16 to 256", IMAGE_SIZES)
-    epochs: int = setting(10, "passes over the data")
+    epochs: int | None = setting(
+        None, "passes over the data (default: the data's recipe, 8 built in, 20 real)"
+    )
     batch_size: int | None = setting(
         None, "images per training step (default: the data's recipe, 64 built in, 16 real)"
     )

@@ -11,11 +11,10 @@ from facegan.config import PARAMETER_ALIASES, TrainConfig, config_from_parameter
 from facegan.errors import ConfigError
 from facegan.report import NOTEBOOK
 
-# The report's own recipe, where it departs from TrainConfig's defaults: a smaller network,
-# trained for fewer epochs, in its own run folder, and measured as it trains. Every other
-# notebook parameter is the field's default.
+# The report's own recipe, where it departs from TrainConfig's defaults: a smaller network, in
+# its own run folder, measured as it trains. Every other notebook parameter is the field's
+# default.
 REPORT_CHOICES = {
-    "epochs": 8,
     "conv_dim": 32,
     "out": "runs/notebook",
     "eval_every": 2,
