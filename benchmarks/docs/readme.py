@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from benchmarks.docs.formats import against, duration, number, pixels, speed, table, times
-from benchmarks.docs.metrics import CELEBA_REPORT, celeba_report_rows, celeba_run
+from benchmarks.docs.metrics import CELEBA_REPORT, REPORT_RUN, celeba_report_rows, celeba_run
 from benchmarks.docs.registry import generated
 from benchmarks.docs.sources import Sources
 
@@ -24,15 +24,16 @@ def report_caption(sources: Sources) -> str:
 
 @generated("celeba-dev-caption", list_sources=False)
 def celeba_dev_caption(sources: Sources) -> str:
-    run = celeba_run(sources, "real-data recipe")
+    run = celeba_run(sources, REPORT_RUN)
     s, m, assets = run["settings"], run["final"], sources[CELEBA_REPORT]["assets"]
     return (
-        f"*Faces drawn after {s['epochs']} epochs ({run['steps']:,} steps) on the 10,000 faces "
-        f"of the CelebA development set at {pixels(s['image_size'])}, with the real-data "
-        f"recipe (batch {s['batch_size']}), by `{run['run_command']}` on commit "
-        f"{assets['drawn_at_commit']}: face distance {number(m['face_distance'], 4)} against "
-        f"a real floor of {number(m['face_distance_real'], 4)} "
-        f"({sources.link(CELEBA_REPORT)}).*"
+        f"*Faces drawn by the report at its default settings on the 10,000 faces of the CelebA "
+        f"development set, {pixels(s['image_size'])}: the real-data recipe, {s['epochs']} "
+        f"epochs at batch {s['batch_size']} ({run['steps']:,} steps), "
+        f"{duration(run['wall_seconds'])} from start to exit, made by `{run['run_command']}` "
+        f"on commit {assets['drawn_at_commit']}. Face distance "
+        f"{number(m['face_distance'], 4)} against a real floor of "
+        f"{number(m['face_distance_real'], 4)} ({sources.link(CELEBA_REPORT)}).*"
     )
 
 
