@@ -253,7 +253,7 @@ def test_a_bad_value_is_refused_with_one_clear_line(command, flag, shared_run, t
 
 def test_report_refuses_a_wrong_type_and_a_value_out_of_range_before_running(tmp_path):
     for parameter, words in (
-        (["EPOCHS", "ten"], "EPOCHS takes a whole number, got 'ten'"),
+        (["EPOCHS", "ten"], "EPOCHS takes a whole number or None, got 'ten'"),
         (["EPOCHS", "0"], "epochs must be a positive whole number"),
     ):
         result = facegan("report", "-p", *parameter, "--out-dir", str(tmp_path))

@@ -82,5 +82,6 @@ def test_settings_table_lists_every_parameter_with_its_value_and_meaning():
     assert [row.split(" | ")[0].lstrip("| ") for row in rows] == [
         setting.name.upper() for setting in fields(TrainConfig)
     ]
-    assert "| EPOCHS | 3 | passes over the data |" in rows
+    epochs = "passes over the data (default: the data's recipe, 8 built in, 20 real)"
+    assert f"| EPOCHS | 3 | {epochs} |" in rows
     assert "| LOSS | 'hinge' | the GAN objective |" in rows
