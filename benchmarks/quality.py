@@ -31,10 +31,7 @@ import argparse
 import json
 import multiprocessing
 import os
-import shlex
-import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
@@ -44,11 +41,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.record import REPO, git_commit, write_results
+from benchmarks.record import REPO, write_results
+from benchmarks.runs import record_runs
 from facegan.config import TrainConfig
 from facegan.data import load_faces
-from facegan.evaluate import Evaluator, best_evaluation, main_metric
-from facegan.history import read_history, training_rows
+from facegan.evaluate import Evaluator, main_metric
 from facegan.trainer import Trainer
 
 # The report's settings: the study answers "what should the report train with?".
@@ -235,55 +232,6 @@ def merge(paths: Sequence[str], out: str) -> dict:
     record = {"merged": [Path(p).name for p in paths], "seeds": sorted(seeds)}
     record |= {"results": complete, "ranking": ranking, "choice": choice}
     record = write_results(Path(out), record)
-    print(f"wrote {out}")
-    return record
-
-
-def run_timed(command: str) -> float:
-    """Run command (as typed, from the repository root) to its end; its wall-clock seconds."""
-    started = time.perf_counter()
-    done = subprocess.run(shlex.split(command), cwd=REPO, check=False)
-    if done.returncode:
-        raise SystemExit(f"{command!r} exited with {done.returncode}: nothing recorded")
-    return time.perf_counter() - started
-
-
-def record_runs(
-    runs: Sequence[Sequence[str]], out: str, grid: str | None = None, *, run_first: bool = False
-) -> dict:
-    """Record runs (LABEL, RUN_DIR, COMMAND each): settings, steps and evaluations.
-
-    The README and docs/metrics.md read the development-set report's figures from this file;
-    COMMAND is how the run was made, as typed. With run_first, each COMMAND is run here first,
-    one after the other, and its wall-clock time from start to exit is recorded too (the
-    report's ten-minute budget is a wall-clock one). With grid, the first run's last sample
-    grid is copied there, for the README.
-    """
-    recorded = []
-    for label, folder, command in runs:
-        wall = {"wall_seconds": run_timed(command)} if run_first else {}
-        history = read_history(folder)
-        evaluations = [row for row in history if row.get("kind") == "eval"]
-        if not evaluations:
-            raise SystemExit(f"{folder} holds no evaluation: train it with --eval-every")
-        recorded.append(
-            {
-                "label": label,
-                "run_command": command,
-                "settings": json.loads((Path(folder) / "config.json").read_text()),
-                "steps": training_rows(history)[-1]["step"],
-                **wall,
-                "final": evaluations[-1],
-                "best": best_evaluation(history),
-                "evaluations": evaluations,
-            }
-        )
-    payload: dict = {"runs": recorded}
-    if grid:
-        folder, epochs = runs[0][1], recorded[0]["settings"]["epochs"]
-        shutil.copyfile(Path(folder) / "samples" / f"epoch_{epochs:03d}.png", grid)
-        payload["assets"] = {"files": [grid], "drawn_at_commit": git_commit(REPO)}
-    record = write_results(Path(out), payload)
     print(f"wrote {out}")
     return record
 
