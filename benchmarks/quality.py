@@ -251,20 +251,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--merge", nargs="+", metavar="JSON", help="rank recorded studies together; no training"
     )
-    parser.add_argument(
-        "--record",
-        nargs=3,
-        action="append",
-        metavar=("LABEL", "RUN_DIR", "COMMAND"),
-        help="record a finished run's evaluations (repeatable); no training",
-    )
-    parser.add_argument(
-        "--run",
-        nargs=3,
-        action="append",
-        metavar=("LABEL", "RUN_DIR", "COMMAND"),
-        help="run COMMAND, timing it, then record it as --record does (repeatable)",
-    )
+    for flag, help_text in (
+        ("--record", "record a finished run's evaluations (repeatable); no training"),
+        ("--run", "run COMMAND, timing it, then record it as --record does (repeatable)"),
+    ):
+        parser.add_argument(
+            flag, nargs=3, action="append", metavar=("LABEL", "RUN_DIR", "COMMAND"), help=help_text
+        )
     parser.add_argument("--grid", help="with --record or --run: copy the first run's last grid")
     return parser.parse_args(argv)
 
