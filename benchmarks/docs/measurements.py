@@ -67,12 +67,20 @@ def report_figures(sources: Sources) -> str:
     )
 
 
+def test_counts(tests: dict) -> str:
+    """pytest's counts as recorded: '722 passed, 3 skipped' (or a bare total, 'N tests')."""
+    counts = tests["tests"]
+    if isinstance(counts, int):  # files written before the counts were recorded by kind
+        return f"{counts} tests"
+    return ", ".join(f"{number:,} {kind}" for kind, number in counts.items())
+
+
 @generated("make-test")
 def make_test(sources: Sources) -> str:
     tests = sources["make-test"]
     rows = [
         ("`make test`, all in", duration(tests["seconds"]["make_test"])),
-        (f"of which pytest ran {tests['tests']} tests", duration(tests["seconds"]["pytest"])),
+        (f"of which pytest ran {test_counts(tests)}", duration(tests["seconds"]["pytest"])),
     ]
     return f"Setup: {tests['setup']}.\n\n" + table(["what", "time"], rows)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from benchmarks.docs.formats import against, duration, number, pixels, speed, table, times
+from benchmarks.docs.measurements import test_counts
 from benchmarks.docs.metrics import CELEBA_REPORT, REPORT_RUN, celeba_report_rows, celeba_run
 from benchmarks.docs.registry import generated
 from benchmarks.docs.sources import Sources
@@ -62,7 +63,7 @@ def headline(sources: Sources) -> str:
         ("default report: FID, KID", m["fid_unavailable"], "report"),
         (
             "`make test` on a fresh clone, all in",
-            f"{duration(tests['seconds']['make_test'])} ({tests['tests']} tests)",
+            f"{duration(tests['seconds']['make_test'])} ({test_counts(tests)})",
             "make-test",
         ),
     ]
