@@ -80,7 +80,7 @@ def make_test(sources: Sources) -> str:
     tests = sources["make-test"]
     rows = [
         ("`make test`, all in", duration(tests["seconds"]["make_test"])),
-        (f"of which pytest ran {test_counts(tests)}", duration(tests["seconds"]["pytest"])),
+        (f"of which pytest ({test_counts(tests)})", duration(tests["seconds"]["pytest"])),
     ]
     return f"Setup: {tests['setup']}.\n\n" + table(["what", "time"], rows)
 
